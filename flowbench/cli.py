@@ -1,0 +1,281 @@
+"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite.
+
+Exit codes: 0 every cell ok; 1 some cell failed or diverged; 2 usage error (bad name, bad option,
+broken plugin with ``--strict``); 130 interrupted (finished cells are kept; re-run to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .registry import KINDS, PluginError, Registry, UnknownNameError, load_registry
+
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _say(message: str) -> None:
+    print(f"flowbench: {message}", file=sys.stderr, flush=True)
+
+
+def _names(values: Sequence[str] | None) -> list[str] | None:
+    """``--flows a,b --flows c`` -> ``[a, b, c]``."""
+    if not values:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
+
+
+def _seeds(values: Sequence[str] | None) -> list[int] | None:
+    names = _names(values)
+    if names is None:
+        return None
+    try:
+        return [int(name) for name in names]
+    except ValueError:
+        raise UsageError(f"--seeds takes integers like 0,1,2; got {','.join(values)!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "-p", "--plugin", action="append", dest="plugins", metavar="PLUGIN",
+        default=default if suppress else [],
+        help="load a plugin without installing it: a path to a .py file or a module name "
+             "(repeatable)")
+    parser.add_argument(
+        "--strict", action="store_true", default=default if suppress else False,
+        help="make any plugin problem (import error, bad spec, duplicate name) fatal")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowbench",
+        description="Benchmark normalizing-flow architectures (NICE, RealNVP, Glow, plugins) "
+                    "against each other.",
+        epilog="examples:\n  flowbench list\n  flowbench run --suite toy2d\n"
+               "  flowbench run --suite toy2d --flows realnvp --datasets two_moons --seeds 0\n"
+               "  flowbench -p my_flow.py run --suite toy2d --flows myflow",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowbench {__version__}")
+    _common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="show registered flows, bases, datasets, suites")
+    _common(listing, suppress=True)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    run = commands.add_parser(
+        "run", help="train and evaluate a suite; resumes an unfinished run of the same command",
+        description="Train every dataset x flow x base x seed cell of a suite, record each as it "
+                    "finishes, and print the NLL table. Running the same command again resumes: "
+                    "finished cells are not retrained.",
+    )
+    _common(run, suppress=True)
+    run.add_argument("--suite", required=True, help="suite name (see `flowbench list`)")
+    run.add_argument("--datasets", action="append", metavar="A,B", help="only these datasets")
+    run.add_argument("--flows", action="append", metavar="A,B", help="only these flows")
+    run.add_argument("--bases", action="append", metavar="A,B", help="only these bases")
+    run.add_argument("--seeds", action="append", metavar="0,1,2", help="model seeds to run")
+    run.add_argument("--steps", type=int, help="training steps per cell (overrides the suite)")
+    run.add_argument("--out", type=Path,
+                     help="run folder (default: results/<suite>-<timestamp>, or the latest "
+                          "folder under --results-dir holding this same run, to resume it)")
+    run.add_argument("--results-dir", type=Path, default=Path("results"),
+                     help="where default run folders go (default: ./results)")
+    run.add_argument("--fresh", action="store_true",
+                     help="start a new run folder even if a matching run exists")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="re-run cells recorded as failed (diverged cells stay as they are)")
+    run.add_argument("-j", "--jobs", type=int, default=None,
+                     help="cells trained in parallel worker processes (default: CPU cores)")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch threads per cell (default 1: tiny models gain nothing from "
+                          "more, and results then match for any --jobs)")
+    return parser
+
+
+def _load_registry(args: argparse.Namespace) -> Registry:
+    try:
+        registry = load_registry(args.plugins, strict=args.strict, warn=False)
+    except PluginError as error:
+        raise UsageError("plugin problems (--strict):\n  " + "\n  ".join(
+            str(p) for p in error.problems)) from None
+    for problem in registry.problems:
+        _say(f"warning: {problem}; skipped (--strict makes this fatal)")
+    return registry
+
+
+def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
+    records = registry.as_records()
+    if args.json:
+        print(json.dumps({
+            "items": records,
+            "plugins": registry.plugins,
+            "problems": [vars(p) for p in registry.problems],
+        }, indent=2))
+        return EXIT_OK
+    import pandas as pd
+
+    for kind in KINDS:
+        rows = [r for r in records if r["kind"] == kind]
+        print(f"{kind}s ({len(rows)}):")
+        if rows:
+            frame = pd.DataFrame(rows)[["name", "plugin", "description"]]
+            print("  " + frame.to_string(index=False, justify="left").replace("\n", "\n  "))
+        print()
+    return EXIT_OK
+
+
+def _find_matching_run(results_dir: Path, suite: str, config_hash: str) -> Path | None:
+    from .store import RunStore
+
+    candidates = []
+    for folder in results_dir.glob(f"{suite}-*"):
+        store = RunStore(folder)
+        if store.exists():
+            try:
+                if store.read_config().get("config_hash") == config_hash:
+                    candidates.append(folder)
+            except (OSError, ValueError):
+                continue
+    return max(candidates, key=lambda p: p.name) if candidates else None
+
+
+def _choose_folder(args: argparse.Namespace, plan: Any, config: dict[str, Any]) -> tuple[Path, bool]:
+    """(folder, resuming)."""
+    from .store import RunStore
+
+    if args.out is not None:
+        store = RunStore(args.out)
+        if store.exists():
+            existing = store.read_config()
+            if existing.get("config_hash") != config["config_hash"]:
+                differing = sorted(k for k in config if k not in ("plugins",)
+                                   and existing.get(k) != config[k] and k != "config_hash")
+                raise UsageError(
+                    f"{args.out} holds a different run (differs in: {', '.join(differing)}); "
+                    "choose another --out, or repeat that run's options to resume it")
+            return args.out, True
+        if args.out.exists() and any(args.out.iterdir()):
+            raise UsageError(f"{args.out} exists, is not empty and is not a flowbench run "
+                             "folder; choose another --out")
+        return args.out, False
+    if not args.fresh:
+        match = _find_matching_run(args.results_dir, plan.suite, config["config_hash"])
+        if match is not None:
+            return match, True
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = args.results_dir / f"{plan.suite}-{stamp}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = args.results_dir / f"{plan.suite}-{stamp}-{suffix}"
+    return folder, False
+
+
+def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    from tqdm.auto import tqdm
+
+    from . import metadata
+    from .report.tables import format_nll_table, nll_summary
+    from .runner import PlanError, default_jobs, execute, plan_run
+    from .store import RunStore
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1 or args.threads < 1:
+        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {args.threads}")
+    try:
+        plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
+                        _names(args.bases), _seeds(args.seeds), args.steps)
+    except PlanError as error:
+        raise UsageError(str(error)) from None
+    config = {**plan.config(), "config_hash": plan.config_hash()}
+    folder, resuming = _choose_folder(args, plan, config)
+    store = RunStore(folder)
+    if not resuming:
+        store.write_config(config)
+    store.add_session_metadata(metadata.collect({"jobs": jobs, "threads": args.threads}))
+    already = {r["cell_id"] for r in store.records()}
+    done_before = sum(c.cell_id in already for c in plan.cells)
+    _say(f"{'resuming' if resuming else 'new'} run {folder}: {len(plan.cells)} cells "
+         f"({done_before} already finished), {min(jobs, len(plan.cells))} worker(s)")
+
+    # disable=None: a bar on a terminal; one line per finished cell in logs and pipes
+    bar = tqdm(total=len(plan.cells), initial=done_before, desc=f"{plan.suite}", unit="cell",
+               dynamic_ncols=True, disable=None)
+    quiet_bar = bar.disable
+
+    def report(record: dict[str, Any], done: int, total: int) -> None:
+        nll = record.get("test_nll")
+        text = f"test NLL {nll:.4f}" if record["status"] == "ok" else record.get("message", "")
+        line = (f"[{done}/{total}] {record['dataset']} {record['flow']}/{record['base']} "
+                f"seed {record['seed']}: {record['status']}, {text} "
+                f"({record.get('wall_seconds', 0):.1f} s)")
+        if quiet_bar:
+            _say(line)
+        else:
+            bar.update(1)
+            bar.set_postfix_str(f"{record['dataset']} {record['flow']}/{record['base']}: "
+                                f"{record['status']}")
+            if record["status"] != "ok":
+                tqdm.write(line, file=sys.stderr)
+
+    interrupted = False
+    try:
+        records = execute(plan, store, jobs=jobs, threads=args.threads,
+                          retry_failed=args.retry_failed, progress=not quiet_bar and jobs == 1,
+                          on_record=report)
+    except KeyboardInterrupt:
+        interrupted = True
+        wanted = {c.cell_id for c in plan.cells}
+        records = [r for r in store.records() if r["cell_id"] in wanted]
+    finally:
+        bar.close()
+
+    store.write_table(records)
+    summary = nll_summary(records)
+    print(format_nll_table(summary))
+    print(f"\nrun folder: {folder}  (results.csv, cells.jsonl, config.json, metadata.json)")
+    if interrupted:
+        _say(f"interrupted: {len(records)}/{len(plan.cells)} cells finished and saved; "
+             "run the same command again to resume")
+        return EXIT_INTERRUPTED
+    bad = [r for r in records if r["status"] != "ok"]
+    if bad:
+        _say(f"{len(bad)} cell(s) did not finish ok: " + ", ".join(
+            f"{r['cell_id']} ({r['status']}: {r.get('message', '')})" for r in bad[:5])
+            + (" ..." if len(bad) > 5 else ""))
+        return EXIT_CELLS_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        registry = _load_registry(args)
+        handler = {"list": cmd_list, "run": cmd_run}[args.command]
+        return handler(args, registry)
+    except (UsageError, UnknownNameError) as error:
+        _say(f"error: {error}")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

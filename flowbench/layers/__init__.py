@@ -1,0 +1,23 @@
+"""Invertible building blocks shared by every flow recipe (built-in or third-party).
+
+Every layer maps data to latent in ``forward(x) -> (z, logabsdet)`` and back in ``inverse(z)``.
+"""
+
+from .base import Compose, Transform, event_size, flatten_layers, spatial_size, sum_except_batch
+from .conditioners import MLP, ACTIVATIONS, make_activation, mlp_factory
+from .coupling import AdditiveCoupling, AffineCoupling, ConditionerFactory
+from .elementwise import ActNorm, DiagonalScaling, FixedAffine
+from .linear import InvertibleLinear, LUInvertibleLinear, random_rotation
+from .partition import (
+    PARTITION_KINDS, IndexPartition, MaskPartition, Partition, alternating_partition,
+)
+from .permutation import Permutation
+
+__all__ = [
+    "ACTIVATIONS", "ActNorm", "AdditiveCoupling", "AffineCoupling", "Compose",
+    "ConditionerFactory", "DiagonalScaling", "FixedAffine", "IndexPartition", "InvertibleLinear",
+    "LUInvertibleLinear", "MLP", "MaskPartition", "PARTITION_KINDS", "Partition", "Permutation",
+    "Transform", "alternating_partition",
+    "event_size", "flatten_layers", "make_activation", "mlp_factory", "random_rotation",
+    "spatial_size", "sum_except_batch",
+]

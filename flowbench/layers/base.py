@@ -1,0 +1,101 @@
+"""The invertible-transform interface shared by every layer, and sequential composition.
+
+Direction follows NICE/RealNVP: ``forward`` maps data to latent and returns the log-absolute
+Jacobian determinant of that map; ``inverse`` maps latent back to data (used for sampling).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Transform(nn.Module):
+    """An invertible map ``x -> z`` with a tractable ``log|det dz/dx|``.
+
+    Subclasses implement ``forward(x) -> (z, logabsdet)`` with logabsdet of shape ``(N,)`` and
+    ``inverse(z) -> x``. Both act on batches ``(N, *event_shape)``.
+    """
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def inverse(self, z: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Compose(Transform):
+    """Apply transforms in order (data -> latent); the log-dets add up."""
+
+    def __init__(self, transforms: Iterable[Transform]):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __iter__(self):
+        return iter(self.transforms)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        logabsdet = x.new_zeros(x.shape[0])
+        for transform in self.transforms:
+            x, ld = transform(x)
+            logabsdet = logabsdet + ld
+        return x, logabsdet
+
+    def inverse(self, z: Tensor) -> Tensor:
+        for transform in reversed(self.transforms):
+            z = transform.inverse(z)
+        return z
+
+    def forward_steps(self, x: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+        """``[(layer name, output, that layer's logabsdet), ...]`` in forward order."""
+        steps = []
+        for index, transform in enumerate(self.transforms):
+            x, ld = transform(x)
+            steps.append((f"{index}:{type(transform).__name__}", x, ld))
+        return steps
+
+    def inverse_steps(self, z: Tensor) -> list[tuple[str, Tensor]]:
+        """``[(layer name, output), ...]`` as latent points are pushed back towards data space."""
+        steps = []
+        for index in reversed(range(len(self.transforms))):
+            transform = self.transforms[index]
+            z = transform.inverse(z)
+            steps.append((f"{index}:{type(transform).__name__}", z))
+        return steps
+
+
+def sum_except_batch(x: Tensor) -> Tensor:
+    """Sum over every dimension but the first: per-example totals of element-wise terms."""
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def spatial_size(x: Tensor) -> int:
+    """Elements per feature of one example: 1 for vectors, ``h*w`` for images ``(N, C, H, W)``."""
+    return x[0, 0].numel() if x.dim() > 2 else 1
+
+
+def flatten_layers(transform: Transform) -> list[Transform]:
+    """The leaf layers of a (possibly nested) ``Compose``, in forward order."""
+    if isinstance(transform, Compose):
+        layers: list[Transform] = []
+        for inner in transform.transforms:
+            layers.extend(flatten_layers(inner))
+        return layers
+    return [transform]
+
+
+def event_size(event_shape: Sequence[int]) -> int:
+    size = 1
+    for dim in event_shape:
+        size *= int(dim)
+    return size
+
+
+__all__ = [
+    "Transform", "Compose", "sum_except_batch", "spatial_size", "flatten_layers", "event_size",
+]

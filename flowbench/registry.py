@@ -1,0 +1,310 @@
+"""Find plugins (entry points and ``-p`` modules), collect their specs, and look names up.
+
+Loading never lets one broken plugin take the others down: an import error, an exception in a
+hook, a malformed spec or a duplicate name becomes a ``PluginProblem`` naming the plugin and where
+it came from, and the rest of the registry is built as usual. ``strict=True`` raises instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Sequence
+
+import pluggy
+
+from . import hookspecs
+from .specs import SPEC_TYPES, SpecError
+
+ENTRY_POINT_GROUP = "flowbench"
+DISTRIBUTION = "flowbench-nf"
+KINDS = ("flow", "base", "dataset", "suite")
+_HOOKS = {kind: f"flowbench_register_{kind}s" for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    plugin: str
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} ({self.source}): {self.message}"
+
+
+class PluginError(RuntimeError):
+    """Raised in strict mode when any plugin could not be loaded cleanly."""
+
+    def __init__(self, problems: Sequence[PluginProblem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped (in whole or in part) because it is broken."""
+
+
+class UnknownNameError(LookupError):
+    """A flow/base/dataset/suite name that no plugin registered."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = ""):
+        self.kind, self.name, self.choices = kind, name, sorted(choices)
+        close = difflib.get_close_matches(name, self.choices, n=1, cutoff=0.5)
+        message = f"unknown {kind} {name!r}; valid choices: {', '.join(self.choices) or '(none)'}"
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A spec together with the plugin that registered it."""
+
+    kind: str
+    spec: Any
+    plugin: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, by kind and name."""
+
+    entries: dict[str, dict[str, Registered]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    plugins: dict[str, str] = field(default_factory=dict)
+    problems: list[PluginProblem] = field(default_factory=list)
+    #: the ``-p`` references this registry was loaded with (worker processes reload them)
+    extra_plugins: tuple[str, ...] = ()
+
+    @property
+    def flows(self) -> dict[str, Registered]:
+        return self.entries["flow"]
+
+    @property
+    def bases(self) -> dict[str, Registered]:
+        return self.entries["base"]
+
+    @property
+    def datasets(self) -> dict[str, Registered]:
+        return self.entries["dataset"]
+
+    @property
+    def suites(self) -> dict[str, Registered]:
+        return self.entries["suite"]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def get(self, kind: str, name: str) -> Registered:
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            hint = f"{len(self.problems)} plugin problem(s) reported above" if self.problems else ""
+            raise UnknownNameError(kind, name, self.entries[kind], hint) from None
+
+    def spec(self, kind: str, name: str) -> Any:
+        return self.get(kind, name).spec
+
+    def as_records(self) -> list[dict[str, Any]]:
+        """One plain dict per registered item (for ``flowbench list``)."""
+        records = []
+        for kind in KINDS:
+            for name in self.names(kind):
+                entry = self.entries[kind][name]
+                records.append({
+                    "kind": kind, "name": name, "plugin": entry.plugin, "source": entry.source,
+                    "description": entry.spec.description,
+                    "reference": getattr(entry.spec, "reference", ""),
+                })
+        return records
+
+
+class _PluginManager(pluggy.PluginManager):
+    """Also accepts ``flowbench_*`` functions without the ``@hookimpl`` marker (as pytest does
+    for ``pytest_*``), so a forgotten decorator does not silently drop a plugin's specs."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name in _HOOKS.values() and callable(getattr(plugin, name, None)):
+            opts = dict(wrapper=False, hookwrapper=False, optionalhook=False, tryfirst=False,
+                        trylast=False, specname=None)
+        return opts
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    # built-ins first, so a third-party duplicate is the one reported and skipped
+    def order(ep: importlib.metadata.EntryPoint) -> tuple[int, str]:
+        dist = getattr(ep, "dist", None)
+        name = dist.metadata["Name"] if dist is not None else ""
+        return (0 if name == DISTRIBUTION else 1, ep.name)
+    return sorted(points, key=order)
+
+
+def _describe(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f" in {dist.metadata['Name']} {dist.version}" if dist is not None else ""
+    return f"entry point '{ep.name} = {ep.value}'{where}"
+
+
+def _is_path(reference: str) -> bool:
+    return reference.endswith(".py") or Path(reference).exists()
+
+
+def _plugin_name(reference: str) -> str:
+    """A ``-p`` plugin's name: the file's stem, or the module name."""
+    return Path(reference).stem if _is_path(reference) else reference
+
+
+def _import_plugin(reference: str) -> tuple[str, ModuleType]:
+    """Import ``-p`` argument: a path to a ``.py`` file or an importable module name."""
+    path = Path(reference)
+    if _is_path(reference):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such plugin file: {reference}")
+        name = f"flowbench_plugin_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {reference} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return path.stem, module
+    return reference, importlib.import_module(reference)
+
+
+def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
+    for kind in KINDS:
+        spec_type = SPEC_TYPES[kind]
+        for impl in getattr(pm.hook, _HOOKS[kind]).get_hookimpls():
+            plugin = impl.plugin_name
+            source = registry.plugins.get(plugin, plugin)
+            try:
+                specs = impl.function()
+            except Exception as error:  # noqa: BLE001 - any plugin failure is reported, not raised
+                registry.problems.append(
+                    PluginProblem(plugin, source, f"{_HOOKS[kind]}() raised {error!r}")
+                )
+                continue
+            if not isinstance(specs, (list, tuple)):
+                registry.problems.append(PluginProblem(
+                    plugin, source, f"{_HOOKS[kind]}() must return a list of {spec_type.__name__}, "
+                    f"got {type(specs).__name__}"))
+                continue
+            for spec in specs:
+                problem = _admit(registry, kind, spec, spec_type, plugin, source)
+                if problem:
+                    registry.problems.append(PluginProblem(plugin, source, problem))
+
+
+def _admit(registry: Registry, kind: str, spec: Any, spec_type: type, plugin: str,
+           source: str) -> str | None:
+    """Add one spec, or say why not."""
+    if not isinstance(spec, spec_type):
+        return f"{_HOOKS[kind]}() returned {spec!r}, which is not a {spec_type.__name__}"
+    try:
+        spec.validate()
+    except SpecError as error:
+        return f"malformed {kind} spec: {error}"
+    existing = registry.entries[kind].get(spec.name)
+    if existing is not None:
+        return (f"duplicate {kind} name {spec.name!r}: already registered by plugin "
+                f"{existing.plugin!r} ({existing.source}); this one is skipped")
+    registry.entries[kind][spec.name] = Registered(kind, spec, plugin, source)
+    return None
+
+
+def _register(pm: pluggy.PluginManager, registry: Registry, name: str, module: Any,
+              source: str) -> None:
+    if name in registry.plugins:
+        registry.problems.append(PluginProblem(
+            name, source, f"a plugin named {name!r} is already loaded from "
+            f"{registry.plugins[name]}; this one is skipped"))
+        return
+    try:
+        pm.register(module, name=name)
+    except Exception as error:  # noqa: BLE001
+        registry.problems.append(PluginProblem(name, source, f"cannot be registered: {error}"))
+        return
+    registry.plugins[name] = source
+    known = set(_HOOKS.values())
+    for attribute in dir(module):
+        if attribute.startswith("flowbench_") and attribute not in known and callable(
+            getattr(module, attribute, None)
+        ):
+            close = difflib.get_close_matches(attribute, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            registry.problems.append(
+                PluginProblem(name, source, f"defines unknown hook {attribute!r}{hint}"))
+
+
+def load_registry(
+    plugins: Sequence[str] = (), strict: bool = False, entry_points: bool = True,
+    warn: bool = True,
+) -> Registry:
+    """Build a registry from the ``flowbench`` entry points and the extra ``plugins``.
+
+    ``plugins`` are paths to ``.py`` files or importable module names (the CLI's ``-p``).
+    Problems are collected in ``registry.problems``; with ``strict`` they raise ``PluginError``,
+    otherwise each is issued as a ``PluginWarning`` (unless ``warn=False``).
+    """
+    pm = _PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry(extra_plugins=tuple(plugins))
+    if entry_points:
+        for ep in _entry_points():
+            source = _describe(ep)
+            try:
+                module = ep.load()
+            except Exception as error:  # noqa: BLE001
+                registry.problems.append(
+                    PluginProblem(ep.name, source, f"failed to import: {error!r}"))
+                continue
+            _register(pm, registry, ep.name, module, source)
+    for reference in plugins:
+        try:
+            name, module = _import_plugin(reference)
+        except Exception as error:  # noqa: BLE001
+            registry.problems.append(PluginProblem(
+                _plugin_name(reference), f"-p {reference}", f"failed to import: {error!r}"))
+            continue
+        _register(pm, registry, name, module, f"-p {reference}")
+    _collect(pm, registry)
+    if registry.problems:
+        if strict:
+            raise PluginError(registry.problems)
+        if warn:
+            for problem in registry.problems:
+                warnings.warn(f"{problem}; skipped (strict mode makes this fatal)",
+                              PluginWarning, stacklevel=2)
+    return registry
+
+
+_default: dict[tuple[tuple[str, ...], bool], Registry] = {}
+
+
+def get_registry(plugins: Sequence[str] = (), strict: bool = False,
+                 refresh: bool = False) -> Registry:
+    """The registry of installed plugins (plus ``plugins``), loaded once per process."""
+    key = (tuple(plugins), strict)
+    if refresh or key not in _default:
+        _default[key] = load_registry(plugins, strict=strict)
+    return _default[key]

@@ -1,0 +1,288 @@
+"""Turn a suite into cells, train and evaluate each, record results as they finish.
+
+A *cell* is one (dataset, flow, base, seed, hyperparameters, training config). Its id is a hash of
+exactly those, so a re-run of the same command recognises what is already done and skips it.
+Cells run in this process (``jobs=1``) or in ``jobs`` spawned worker processes; each cell seeds
+itself and uses ``threads`` torch threads, so results do not depend on ``jobs``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import functools
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+
+from .api import build_flow, load_dataset
+from .data.dataset import Dataset
+from .layers.elementwise import FixedAffine
+from .registry import Registry, UnknownNameError, get_registry
+from .store import RunStore, jsonable
+from .train import TrainConfig, evaluate_nll, fit
+
+
+class PlanError(ValueError):
+    """A run that cannot start (bad names, incompatible data kinds, bad settings)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training + evaluation job."""
+
+    suite: str
+    dataset: str
+    flow: str
+    base: str
+    seed: int
+    data_seed: int
+    flow_hparams: Mapping[str, Any]
+    base_hparams: Mapping[str, Any]
+    train: Mapping[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        identity = {k: v for k, v in asdict(self).items() if k != "suite"}
+        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.flow}-{self.base}-s{self.seed}-{digest}"
+
+    def label(self) -> str:
+        return f"{self.dataset} {self.flow}/{self.base} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A suite resolved against the registry and the command-line overrides."""
+
+    suite: str
+    datasets: tuple[str, ...]
+    flows: tuple[str, ...]
+    bases: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data_seed: int
+    train: Mapping[str, Any]
+    flow_hparams: Mapping[str, Mapping[str, Any]]
+    base_hparams: Mapping[str, Mapping[str, Any]]
+    plugins: tuple[str, ...] = ()
+    cells: tuple[Cell, ...] = field(default=(), compare=False)
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration as plain JSON data (``config.json``)."""
+        data = asdict(self)
+        data.pop("cells")
+        data["cells"] = [cell.cell_id for cell in self.cells]
+        return data
+
+    def config_hash(self) -> str:
+        identity = {k: v for k, v in self.config().items() if k != "plugins"}
+        return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _pick(registry: Registry, kind: str, names: Sequence[str]) -> tuple[str, ...]:
+    for name in names:
+        registry.get(kind, name)  # raises UnknownNameError with choices and closest match
+    if len(set(names)) != len(names):
+        raise PlanError(f"{kind} names are repeated: {list(names)}")
+    return tuple(names)
+
+
+def plan_run(
+    registry: Registry,
+    suite: str,
+    datasets: Sequence[str] | None = None,
+    flows: Sequence[str] | None = None,
+    bases: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    steps: int | None = None,
+) -> RunPlan:
+    """Resolve ``suite`` and the overrides; every name is checked before anything trains."""
+    spec = registry.spec("suite", suite)
+    datasets = _pick(registry, "dataset", list(datasets or spec.datasets))
+    flows = _pick(registry, "flow", list(flows or spec.flows))
+    bases = _pick(registry, "base", list(bases or spec.bases))
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else spec.seeds))
+    if not seeds:
+        raise PlanError("at least one seed is needed")
+    train = dict(spec.train)
+    if steps is not None:
+        train["steps"] = int(steps)
+    try:
+        train = TrainConfig(**train).as_dict()
+    except (TypeError, ValueError) as error:
+        raise PlanError(f"training settings of suite {suite!r}: {error}") from None
+    for flow in flows:
+        kinds = registry.spec("flow", flow).data_kinds
+        for dataset in datasets:
+            kind = registry.spec("dataset", dataset).kind
+            if kind not in kinds:
+                raise PlanError(
+                    f"flow {flow!r} does not support {kind} data (dataset {dataset!r}); "
+                    f"it supports {', '.join(kinds)}"
+                )
+    flow_hparams = {f: dict(spec.flow_hparams.get(f, {})) for f in flows}
+    base_hparams = {b: dict(spec.base_hparams.get(b, {})) for b in bases}
+    cells = tuple(
+        Cell(suite, d, f, b, s, spec.data_seed, flow_hparams[f], base_hparams[b], train)
+        for d in datasets for f in flows for b in bases for s in seeds
+    )
+    return RunPlan(suite, datasets, flows, bases, seeds, spec.data_seed, train, flow_hparams,
+                   base_hparams, registry.extra_plugins, cells)
+
+
+# --- executing one cell (also inside worker processes) ------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _worker_registry(plugins: tuple[str, ...]) -> Registry:
+    return get_registry(plugins)
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str, data_seed: int, plugins: tuple[str, ...]) -> Dataset:
+    return load_dataset(name, data_seed, registry=_worker_registry(plugins))
+
+
+@functools.lru_cache(maxsize=8)
+def _oracle_test_nll(name: str, data_seed: int, plugins: tuple[str, ...]) -> float:
+    dataset = _dataset(name, data_seed, plugins)
+    if dataset.log_prob is None:
+        return float("nan")
+    with torch.no_grad():
+        return float(-dataset.log_prob(dataset.test.double()).mean())
+
+
+def _finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
+
+
+def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
+             threads: int = 1, progress: bool = False) -> dict[str, Any]:
+    """Train and evaluate one cell; never raises for a failing cell (status ``failed``)."""
+    started = time.time()
+    record: dict[str, Any] = {
+        "cell_id": cell.cell_id, **asdict(cell), "status": "failed", "message": "",
+        "started_at": started,
+    }
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dataset = _dataset(cell.dataset, cell.data_seed, plugins)
+        record["entropy"] = _finite_or_nan(dataset.entropy if dataset.entropy is not None
+                                           else float("nan"))
+        record["oracle_test_nll"] = _oracle_test_nll(cell.dataset, cell.data_seed, plugins)
+        torch.manual_seed(cell.seed)
+        flow = build_flow(
+            cell.flow, cell.base, dataset.event_shape,
+            preprocessing=FixedAffine.standardize(dataset.train),
+            flow_hparams=cell.flow_hparams, base_hparams=cell.base_hparams,
+            registry=_worker_registry(plugins),
+        )
+        record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+        result = fit(flow, dataset.train, dataset.val, TrainConfig(**cell.train), seed=cell.seed,
+                     progress=progress, description=cell.label())
+        record.update(
+            status=result.status, message=result.message, steps_done=result.steps_done,
+            best_step=result.best_step, train_seconds=result.train_seconds,
+            train_examples_per_second=result.examples_per_second, history=result.history,
+        )
+        if result.status == "ok":
+            batch = TrainConfig(**cell.train).eval_batch_size
+            for split, data in dataset.splits().items():
+                record[f"{split}_nll"] = _finite_or_nan(evaluate_nll(flow, data, batch))
+            record["gap"] = record["test_nll"] - record["oracle_test_nll"]
+            if not math.isfinite(record["test_nll"]):
+                record.update(status="diverged",
+                              message="non-finite log-likelihood on the test split")
+            if models_dir is not None:
+                _save_model(flow, Path(models_dir) / f"{cell.cell_id}.pt")
+    except Exception as error:  # noqa: BLE001 - a failing cell is recorded, the run goes on
+        record["status"] = "failed"
+        record["message"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    finally:
+        torch.set_num_threads(previous_threads)
+    record["wall_seconds"] = time.time() - started
+    return record
+
+
+def _save_model(flow: torch.nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(flow.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+# --- executing a plan ----------------------------------------------------------------------------
+
+def _init_worker(plugins: tuple[str, ...]) -> None:
+    torch.set_num_threads(1)
+    _worker_registry(plugins)
+
+
+def execute(
+    plan: RunPlan,
+    store: RunStore,
+    jobs: int = 1,
+    threads: int = 1,
+    retry_failed: bool = False,
+    progress: bool = False,
+    on_record: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every cell of ``plan`` not yet finished in ``store``; return all records of the plan.
+
+    Each finished cell is appended to the store before the next one is reported, so an
+    interruption (Ctrl-C, a crash) loses only the cells in flight. ``on_record(record, done,
+    total)`` is called after each cell.
+    """
+    done = {r["cell_id"]: r for r in store.records()}
+    wanted = [c for c in plan.cells
+              if c.cell_id not in done or (retry_failed and done[c.cell_id]["status"] == "failed")]
+    finished = len(plan.cells) - len(wanted)
+    for record in _run_cells(wanted, str(store.models), plan.plugins, jobs, threads, progress):
+        record = jsonable(record)  # exactly what a later resume reads back (NaN -> None)
+        store.append(record)
+        done[record["cell_id"]] = record
+        finished += 1
+        if on_record is not None:
+            on_record(record, finished, len(plan.cells))
+    return [done[c.cell_id] for c in plan.cells if c.cell_id in done]
+
+
+def _run_cells(cells: list[Cell], models_dir: str, plugins: tuple[str, ...], jobs: int,
+               threads: int, progress: bool) -> Iterator[dict[str, Any]]:
+    if jobs <= 1 or len(cells) <= 1:
+        for cell in cells:
+            yield run_cell(cell, models_dir, plugins, threads, progress)
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(
+        max_workers=min(jobs, len(cells)), mp_context=context,
+        initializer=_init_worker, initargs=(plugins,),
+    )
+    try:
+        pending = {pool.submit(run_cell, cell, models_dir, plugins, threads): cell
+                   for cell in cells}
+        for future in futures.as_completed(pending):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def default_jobs() -> int:
+    """Usable CPU cores (respecting affinity masks)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+__all__ = ["Cell", "PlanError", "RunPlan", "UnknownNameError", "default_jobs", "execute",
+           "plan_run", "run_cell"]

@@ -1,0 +1,33 @@
+"""Built-in plugin: base distributions (standard normal, learnable diagonal Gaussian, the fixed
+bimodal base of the two-moons exercise, a learnable Gaussian mixture)."""
+
+from __future__ import annotations
+
+from flowbench import BaseSpec, hookimpl
+from flowbench.distributions import DiagonalNormal, StandardNormal, bimodal, learnable_mixture
+
+
+@hookimpl
+def flowbench_register_bases() -> list[BaseSpec]:
+    return [
+        BaseSpec(
+            name="normal", build=StandardNormal, description="standard normal N(0, I)",
+            reference="Dinh et al. 2015; Rezende & Mohamed 2015",
+        ),
+        BaseSpec(
+            name="diag", build=DiagonalNormal,
+            description="diagonal Gaussian with learnable mean and scales",
+        ),
+        BaseSpec(
+            name="bimodal", build=bimodal,
+            description="fixed mixture of two Gaussians at ±separation/2 on the first axis",
+            reference="the 'swap the base' two-moons exercise",
+            defaults={"separation": 4.0, "scale": 0.5},
+        ),
+        BaseSpec(
+            name="gmm", build=learnable_mixture,
+            description="learnable mixture of K diagonal Gaussians",
+            reference="Papamakarios et al. 2021, arXiv:1912.02762, sec. 2.3.3",
+            defaults={"components": 8, "init_spread": 1.0},
+        ),
+    ]

@@ -1,0 +1,42 @@
+"""Built-in plugin: NICE (Dinh, Krueger & Bengio 2015, "NICE: Non-linear Independent Components
+Estimation", arXiv:1410.8516).
+
+Additive couplings with alternating partitions (volume preserving), closed by the paper's
+diagonal scaling layer.
+"""
+
+from __future__ import annotations
+
+from flowbench import FlowSpec, hookimpl
+from flowbench.layers import (
+    AdditiveCoupling, Compose, DiagonalScaling, alternating_partition, event_size, mlp_factory,
+)
+
+DEFAULTS = {"layers": 4, "width": 64, "depth": 2, "activation": "relu", "partition": "split"}
+
+
+def build(
+    event_shape: tuple[int, ...], layers: int = 4, width: int = 64, depth: int = 2,
+    activation: str = "relu", partition: str = "split",
+) -> Compose:
+    """``layers`` additive couplings (alternating halves), then a diagonal scaling."""
+    if len(event_shape) != 1:
+        raise ValueError(f"nice models vectors; got event shape {event_shape}")
+    features = event_size(event_shape)
+    conditioner = mlp_factory(width, depth, activation)
+    couplings = [
+        AdditiveCoupling(alternating_partition(features, k % 2 == 1, partition), conditioner)
+        for k in range(layers)
+    ]
+    return Compose([*couplings, DiagonalScaling(event_shape)])
+
+
+@hookimpl
+def flowbench_register_flows() -> list[FlowSpec]:
+    return [FlowSpec(
+        name="nice",
+        build=build,
+        description="NICE: additive (volume-preserving) couplings + diagonal scaling",
+        reference="Dinh, Krueger & Bengio 2015, arXiv:1410.8516",
+        defaults=DEFAULTS,
+    )]

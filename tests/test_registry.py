@@ -1,0 +1,161 @@
+"""Plugin discovery: entry points, -p files and modules, and broken plugins reported by name."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import flowbench
+from flowbench.registry import PluginError, PluginWarning, UnknownNameError, load_registry
+
+GOOD = """
+from flowbench import FlowSpec, hookimpl
+import flowbench_realnvp
+
+@hookimpl
+def flowbench_register_flows():
+    return [FlowSpec(name="tinyflow", build=flowbench_realnvp.build,
+                     description="a realnvp with other defaults", defaults={"layers": 2})]
+"""
+
+
+def test_builtins_come_from_entry_points() -> None:
+    registry = load_registry(strict=True)
+    assert registry.problems == []
+    for kind, name, plugin in [("flow", "nice", "nice"), ("flow", "realnvp", "realnvp"),
+                               ("flow", "glow", "glow"), ("base", "bimodal", "bases"),
+                               ("dataset", "two_moons", "toy2d"), ("suite", "toy2d", "toy2d"),
+                               ("suite", "smoke", "toy2d")]:
+        entry = registry.get(kind, name)
+        assert entry.plugin == plugin
+        assert "entry point" in entry.source and "flowbench-nf" in entry.source
+
+
+def test_plugin_from_file(write_plugin) -> None:
+    path = write_plugin("tiny_plugin", GOOD)
+    registry = load_registry([str(path)], strict=True)
+    entry = registry.get("flow", "tinyflow")
+    assert entry.plugin == "tiny_plugin" and entry.source == f"-p {path}"
+    model = flowbench.build_flow("tinyflow", "normal", (2,), registry=registry)
+    assert len(model.layers()) == 2
+
+
+def test_plugin_from_module_name(write_plugin, monkeypatch) -> None:
+    path = write_plugin("my_module_plugin", GOOD)
+    monkeypatch.syspath_prepend(str(path.parent))
+    registry = load_registry(["my_module_plugin"], strict=True)
+    assert registry.get("flow", "tinyflow").plugin == "my_module_plugin"
+    sys.modules.pop("my_module_plugin", None)
+
+
+def test_unmarked_hook_functions_are_still_found(write_plugin) -> None:
+    path = write_plugin("unmarked", GOOD.replace("@hookimpl\n", ""))
+    assert "tinyflow" in load_registry([str(path)], strict=True).flows
+
+
+BROKEN = {
+    "import_error": ("import no_such_module_anywhere\n", "failed to import"),
+    "hook_raises": ("""
+        from flowbench import hookimpl
+        @hookimpl
+        def flowbench_register_flows():
+            raise RuntimeError("boom")
+        """, "raised RuntimeError('boom')"),
+    "not_a_list": ("""
+        from flowbench import hookimpl
+        @hookimpl
+        def flowbench_register_bases():
+            return "normal"
+        """, "must return a list of BaseSpec"),
+    "wrong_type": ("""
+        from flowbench import hookimpl
+        @hookimpl
+        def flowbench_register_flows():
+            return [{"name": "x"}]
+        """, "is not a FlowSpec"),
+    "bad_name": ("""
+        from flowbench import FlowSpec, hookimpl
+        @hookimpl
+        def flowbench_register_flows():
+            return [FlowSpec(name="Bad Name", build=lambda s: None, description="x")]
+        """, "flow name 'Bad Name' is not valid"),
+    "no_description": ("""
+        from flowbench import BaseSpec, hookimpl
+        @hookimpl
+        def flowbench_register_bases():
+            return [BaseSpec(name="nodesc", build=lambda s: None, description="")]
+        """, "needs a one-line description"),
+    "duplicate": ("""
+        from flowbench import FlowSpec, hookimpl
+        @hookimpl
+        def flowbench_register_flows():
+            return [FlowSpec(name="realnvp", build=lambda s: None, description="impostor")]
+        """, "duplicate flow name 'realnvp': already registered by plugin 'realnvp'"),
+    "bad_suite": ("""
+        from flowbench import SuiteSpec, hookimpl
+        @hookimpl
+        def flowbench_register_suites():
+            return [SuiteSpec(name="s", description="d", datasets=("two_moons",),
+                              flows=("nice",), bases=("normal",), train={"stepz": 3})]
+        """, "unknown training settings ['stepz']"),
+    "typo_hook": ("""
+        def flowbench_register_flow():
+            return []
+        """, "unknown hook 'flowbench_register_flow'; did you mean 'flowbench_register_flows'"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_broken_plugin_is_reported_by_name_and_others_keep_working(case, write_plugin) -> None:
+    source, expected = BROKEN[case]
+    good = write_plugin("good_plugin", GOOD)
+    broken = write_plugin(f"broken_{case}", source)
+    with pytest.warns(PluginWarning) as caught:
+        registry = load_registry([str(broken), str(good)])
+    messages = [str(p) for p in registry.problems]
+    assert len(messages) == 1, messages
+    assert f"plugin 'broken_{case}' (-p {broken})" in messages[0]
+    assert expected in messages[0]
+    assert expected in str(caught[0].message)
+    # everyone else is intact
+    assert {"nice", "realnvp", "glow", "tinyflow"} <= set(registry.flows)
+    assert registry.get("flow", "realnvp").plugin == "realnvp"
+    assert "toy2d" in registry.suites
+    with pytest.raises(PluginError, match=f"broken_{case}"):
+        load_registry([str(broken), str(good)], strict=True)
+
+
+def test_missing_plugin_file_is_a_problem_not_a_crash() -> None:
+    with pytest.warns(PluginWarning, match="no such plugin file"):
+        registry = load_registry(["does/not/exist.py"])
+    assert "realnvp" in registry.flows
+
+
+def test_unknown_name_lists_choices_and_closest_match() -> None:
+    registry = load_registry(strict=True)
+    with pytest.raises(UnknownNameError) as error:
+        registry.get("flow", "realnpv")
+    message = str(error.value)
+    assert "unknown flow 'realnpv'" in message
+    assert "valid choices: glow, nice, realnvp" in message
+    assert "did you mean 'realnvp'?" in message
+
+
+def test_build_flow_routes_and_checks_hyperparameters() -> None:
+    registry = load_registry(strict=True)
+    model = flowbench.build_flow("realnvp", "gmm", (2,), registry=registry, layers=3,
+                                 components=4)
+    assert len(model.layers()) == 3 and model.base.components == 4
+    with pytest.raises(flowbench.HyperparameterError, match="unknown hyperparameter 'layerz'"):
+        flowbench.build_flow("realnvp", "gmm", (2,), registry=registry, layerz=3)
+    with pytest.raises(flowbench.HyperparameterError, match="does not accept"):
+        flowbench.build_flow("nice", "normal", (2,), registry=registry,
+                             base_hparams={"components": 3})
+
+
+def test_list_records_name_their_plugin() -> None:
+    records = load_registry(strict=True).as_records()
+    flows = {r["name"]: r for r in records if r["kind"] == "flow"}
+    assert flows["glow"]["plugin"] == "glow"
+    assert "1807.03039" in flows["glow"]["reference"]
