@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,13 +128,17 @@ def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
         return EXIT_OK
     import pandas as pd
 
+    from .report.tables import text_table
+
     for kind in KINDS:
         rows = [r for r in records if r["kind"] == kind]
         print(f"{kind}s ({len(rows)}):")
         if rows:
             frame = pd.DataFrame(rows)[["name", "plugin", "description"]]
-            print("  " + frame.to_string(index=False, justify="left").replace("\n", "\n  "))
+            print("  " + text_table(frame).replace("\n", "\n  "))
         print()
+    if registry.problems:
+        print(f"{len(registry.problems)} plugin problem(s), see the warnings above")
     return EXIT_OK
 
 
@@ -275,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, UnknownNameError) as error:
         _say(f"error: {error}")
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

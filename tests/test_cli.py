@@ -1,0 +1,184 @@
+"""The command line through real subprocesses: list, run, resume after kill/Ctrl-C, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FAULTY = str(Path(__file__).parent / "plugins" / "faulty.py")
+
+
+def flowbench(*args: str, cwd: Path | None = None, timeout: float = 300
+              ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flowbench.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flowbench.cli", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_records(path: Path, count: int, process: subprocess.Popen, limit: float = 120):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= count:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {count} records")
+
+
+def test_console_script_and_help() -> None:
+    result = subprocess.run(["flowbench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for word in ("list", "run", "-p PLUGIN", "--strict"):
+        assert word in result.stdout
+    run_help = flowbench("run", "--help").stdout
+    for option in ("--flows", "--bases", "--datasets", "--seeds", "--steps", "--out", "--jobs"):
+        assert option in run_help
+
+
+def test_list_shows_everything_with_its_plugin() -> None:
+    result = flowbench("list")
+    assert result.returncode == 0, result.stderr
+    for name in ("nice", "realnvp", "glow", "normal", "diag", "bimodal", "gmm", "two_moons",
+                 "pinwheel", "toy2d", "smoke"):
+        assert name in result.stdout
+    data = json.loads(flowbench("list", "--json").stdout)
+    items = {(i["kind"], i["name"]): i["plugin"] for i in data["items"]}
+    assert items[("flow", "glow")] == "glow"
+    assert items[("dataset", "two_spirals")] == "toy2d"
+    assert items[("base", "gmm")] == "bases"
+    assert data["problems"] == []
+
+
+def test_run_writes_a_run_folder_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--suite", "smoke", "--out", str(out), "-j", "1"]
+    first = flowbench(*args)
+    assert first.returncode == 0, first.stderr
+    assert "two_moons" in first.stdout and "gap to oracle" in first.stdout
+    assert "0.2892" in first.stdout  # two_moons' true entropy is in the table
+    for name in ("config.json", "metadata.json", "cells.jsonl", "results.csv"):
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 12 and set(table["status"]) == {"ok"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["suite"] == "smoke" and len(config["cells"]) == 12
+    metadata = json.loads((out / "metadata.json").read_text())["sessions"][0]
+    assert metadata["packages"]["torch"] and metadata["cpu_count"]
+
+    records = (out / "cells.jsonl").read_text()
+    second = flowbench(*args)
+    assert second.returncode == 0
+    assert "resuming" in second.stderr and "(12 already finished)" in second.stderr
+    assert (out / "cells.jsonl").read_text() == records  # nothing retrained
+    assert second.stdout == first.stdout
+    assert len(json.loads((out / "metadata.json").read_text())["sessions"]) == 2
+
+
+def test_same_command_finds_its_run_under_results(tmp_path: Path) -> None:
+    args = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "nice",
+            "--steps", "5"]
+    assert flowbench(*args, cwd=tmp_path).returncode == 0
+    folders = list((tmp_path / "results").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("smoke-")
+    again = flowbench(*args, cwd=tmp_path)
+    assert f"resuming run {Path('results') / folders[0].name}" in again.stderr
+    assert len(list((tmp_path / "results").iterdir())) == 1
+    other = flowbench(*args[:-1], "6", cwd=tmp_path)  # a different budget is a different run
+    assert "new run" in other.stderr and len(list((tmp_path / "results").iterdir())) == 2
+
+
+def test_kill_loses_nothing_finished_and_rerun_completes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "realnvp",
+            "--bases", "normal", "--seeds", "0,1,2,3,4,5", "--steps", "200", "--out", str(out),
+            "-j", "1"]
+    process = start(*args)
+    wait_for_records(out / "cells.jsonl", 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = (out / "cells.jsonl").read_text()
+    finished_before = len(before.splitlines())
+    assert 2 <= finished_before < 6
+
+    result = flowbench(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"({finished_before} already finished)" in result.stderr
+    after = (out / "cells.jsonl").read_text()
+    assert after.startswith(before)  # finished cells were kept, not retrained
+    ids = [json.loads(line)["cell_id"] for line in after.splitlines()]
+    assert len(ids) == len(set(ids)) == 6
+
+
+def test_ctrl_c_saves_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = start("run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "glow",
+                    "--bases", "normal", "--seeds", "0,1,2,3,4,5,6,7", "--steps", "300",
+                    "--out", str(out), "-j", "1")
+    wait_for_records(out / "cells.jsonl", 1, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "run the same command again to resume" in stderr
+    table = pd.read_csv(out / "results.csv")
+    assert 1 <= len(table) < 8 and set(table["status"]) == {"ok"}
+    assert "two_moons" in stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "--suite", "smoke", "--flows", "realnpv"],
+     "unknown flow 'realnpv'; valid choices: glow, nice, realnvp; did you mean 'realnvp'?"),
+    (["run", "--suite", "smoke", "--bases", "bimodel"], "did you mean 'bimodal'?"),
+    (["run", "--suite", "toy2"], "unknown suite 'toy2'; valid choices: smoke, toy2d"),
+    (["run", "--suite", "smoke", "--datasets", "two_moon"], "did you mean 'two_moons'?"),
+    (["run", "--suite", "smoke", "--seeds", "a,b"], "--seeds takes integers"),
+    (["run", "--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),
+])
+def test_bad_input_fails_before_training(tmp_path: Path, args, expected: str) -> None:
+    result = flowbench(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert not (tmp_path / "results").exists()  # nothing was started
+
+
+def test_out_folder_of_another_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "nice",
+            "--out", str(out), "-j", "1"]
+    assert flowbench(*base, "--steps", "5").returncode == 0
+    records = (out / "cells.jsonl").read_text()
+    result = flowbench(*base, "--steps", "6")
+    assert result.returncode == 2 and "holds a different run" in result.stderr
+    assert (out / "cells.jsonl").read_text() == records  # the old results are untouched
+
+
+def test_plugin_file_and_failing_cells_exit_1(tmp_path: Path) -> None:
+    result = flowbench("-p", FAULTY, "run", "--suite", "faulty", "--out", str(tmp_path / "r"),
+                       "-j", "1")
+    assert result.returncode == 1
+    assert "explodes" in result.stdout and "0/1 (1 failed)" in result.stdout
+    assert "0/1 (1 diverged)" in result.stdout
+    assert "did not finish ok" in result.stderr
+    listing = flowbench("list", "-p", FAULTY)  # -p also works after the subcommand
+    assert "blows_up" in listing.stdout and "faulty" in listing.stdout
+
+
+def test_broken_plugin_warns_but_strict_fails(write_plugin) -> None:
+    broken = write_plugin("broken", "import not_a_real_module\n")
+    loose = flowbench("-p", str(broken), "list")
+    assert loose.returncode == 0
+    assert "warning: plugin 'broken'" in loose.stderr and "not_a_real_module" in loose.stderr
+    assert "realnvp" in loose.stdout
+    strict = flowbench("--strict", "-p", str(broken), "list")
+    assert strict.returncode == 2 and "plugin 'broken'" in strict.stderr
