@@ -190,7 +190,8 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
                      progress=progress, description=cell.label())
         record.update(
             status=result.status, message=result.message, steps_done=result.steps_done,
-            best_step=result.best_step, train_seconds=result.train_seconds,
+            best_step=result.best_step, best_val_nll=result.best_val_nll,
+            train_seconds=result.train_seconds,
             train_examples_per_second=result.examples_per_second, history=result.history,
         )
         if result.status == "ok":

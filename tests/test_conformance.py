@@ -41,7 +41,7 @@ def test_flow_and_base_conform_in_2d(flow: str, base: str) -> None:
     stages = {r.stage for r in report.results}
     names = {r.name for r in report.results}
     assert stages == {"init", "trained", "perturbed"}
-    assert {"invertibility", "logdet", "normalisation", "sampling",
+    assert {"invertibility", "logdet", "normalisation", "sampling", "mean_log_density",
             "sample_consistency"} <= names
 
 
@@ -103,4 +103,16 @@ def test_the_kit_catches_an_unnormalised_base() -> None:
     model = flowbench.build_flow("realnvp", "normal", (2,), registry=REGISTRY, width=16)
     model.base = Unnormalised((2,))
     report = check_flow(model, _moons(), per_layer=False)
-    assert {r.name for r in report.failures} == {"normalisation"}
+    assert {r.name for r in report.failures} == {"normalisation", "mean_log_density"}
+
+
+def test_the_kit_catches_a_sampler_that_disagrees_with_the_density() -> None:
+    class WideSampler(flowbench.distributions.StandardNormal):
+        def sample(self, n, generator=None):
+            return 1.3 * super().sample(n, generator)
+
+    model = flowbench.build_flow("realnvp", "normal", (2,), registry=REGISTRY, width=16)
+    model.base = WideSampler((2,))
+    report = check_flow(model, _moons(), per_layer=False)
+    assert {"sampling", "mean_log_density"} <= {r.name for r in report.failures}
+    assert "normalisation" not in {r.name for r in report.failures}
