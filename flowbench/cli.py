@@ -1,4 +1,4 @@
-"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite.
+"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite, ``report`` runs.
 
 Exit codes: 0 every cell ok; 1 some cell failed or diverged; 2 usage error (bad name, bad option,
 broken plugin with ``--strict``); 130 interrupted (finished cells are kept; re-run to resume).
@@ -100,9 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-run cells recorded as failed (diverged cells stay as they are)")
     run.add_argument("-j", "--jobs", type=int, default=None,
                      help="cells trained in parallel worker processes (default: CPU cores)")
+    run.add_argument("--no-measure", action="store_true",
+                     help="skip the reference baselines and the log-det cost study this time "
+                          "(per-cell speed is still measured; a later run without this flag "
+                          "adds them to the same run folder)")
+    run.add_argument("--no-report", action="store_true",
+                     help="skip writing report.md / report.html / figures at the end")
     run.add_argument("--threads", type=int, default=1,
                      help="torch threads per cell (default 1: tiny models gain nothing from "
                           "more, and results then match for any --jobs)")
+
+    report = commands.add_parser(
+        "report", help="write report.md, report.html, figures and tables for runs",
+        description="With one run folder: its report (NLL, speed and log-det tables, figures), "
+                    "written into the folder. With several: a comparison against the first "
+                    "(aligned cells, deltas, differences beyond the seed spread), written to "
+                    "--out (default: FIRST/comparison).",
+    )
+    _common(report, suppress=True)
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, help="where to write the report")
+    report.add_argument("--no-figures", action="store_true", help="tables only (faster)")
     return parser
 
 
@@ -194,7 +212,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
 
     from . import metadata
     from .report.tables import format_nll_table, nll_summary
-    from .runner import PlanError, default_jobs, execute, plan_run
+    from .runner import PlanError, default_jobs, execute, measure_costs, plan_run
     from .store import RunStore
 
     if args.steps is not None and args.steps < 1:
@@ -202,9 +220,13 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1 or args.threads < 1:
         raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)  # in-process cells and the cost measurements
     try:
         plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
-                        _names(args.bases), _seeds(args.seeds), args.steps)
+                        _names(args.bases), _seeds(args.seeds), args.steps,
+                        measure=not args.no_measure)
     except PlanError as error:
         raise UsageError(str(error)) from None
     config = {**plan.config(), "config_hash": plan.config_hash()}
@@ -243,6 +265,8 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         records = execute(plan, store, jobs=jobs, threads=args.threads,
                           retry_failed=args.retry_failed, progress=not quiet_bar and jobs == 1,
                           on_record=report)
+        bar.close()
+        measure_costs(plan, store, registry, on_progress=lambda text: _say(f"measuring {text}"))
     except KeyboardInterrupt:
         interrupted = True
         wanted = {c.cell_id for c in plan.cells}
@@ -254,6 +278,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     summary = nll_summary(records)
     print(format_nll_table(summary))
     print(f"\nrun folder: {folder}  (results.csv, cells.jsonl, config.json, metadata.json)")
+    if not interrupted and not args.no_report and records:
+        page = _write_report([folder], None, figures=True)
+        print(f"report: {page} (and report.md, figures/, tables/ beside it)")
     if interrupted:
         _say(f"interrupted: {len(records)}/{len(plan.cells)} cells finished and saved; "
              "run the same command again to resume")
@@ -267,6 +294,27 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
+def _write_report(runs: Sequence[Path], out: Path | None, figures: bool) -> Path:
+    from .report.build import write_report
+
+    result = write_report(runs, out, figures=figures)
+    for line in result.skipped:
+        _say(f"report: skipped {line}")
+    return result.html
+
+
+def cmd_report(args: argparse.Namespace, registry: Registry) -> int:
+    from .store import RunStore
+
+    for run in args.runs:
+        if not RunStore(run).exists():
+            raise UsageError(f"{run} is not a flowbench run folder (no config.json); "
+                             "give folders written by `flowbench run`")
+    page = _write_report(args.runs, args.out, not args.no_figures)
+    print(f"report: {page} (and report.md, figures/, tables/ beside it)")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -275,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         registry = _load_registry(args)
-        handler = {"list": cmd_list, "run": cmd_run}[args.command]
+        handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command]
         return handler(args, registry)
     except (UsageError, UnknownNameError) as error:
         _say(f"error: {error}")

@@ -25,10 +25,22 @@ import torch
 
 from .api import build_flow, load_dataset
 from .data.dataset import Dataset
+from .flow import Flow
 from .layers.elementwise import FixedAffine
 from .registry import Registry, UnknownNameError, get_registry
 from .store import RunStore, jsonable
 from .train import TrainConfig, evaluate_nll, fit
+
+
+#: what ``flowbench run`` measures besides NLL unless the suite says otherwise (SuiteSpec.measure)
+MEASURE_DEFAULTS: dict[str, Any] = {
+    "speed": True,                              # per-cell density / sampling throughput
+    "references": True,                         # Gaussian, GMM, KDE baselines per dataset
+    "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow/base
+    "logdet_batch": 16,
+    "logdet_repeats": 5,
+    "linear_channels": (4, 16, 64, 256, 1024),  # Glow 1x1 conv: LU vs plain
+}
 
 
 class PlanError(ValueError):
@@ -73,6 +85,8 @@ class RunPlan:
     flow_hparams: Mapping[str, Mapping[str, Any]]
     base_hparams: Mapping[str, Mapping[str, Any]]
     plugins: tuple[str, ...] = ()
+    measure: Mapping[str, Any] = field(default_factory=dict)
+    dataset_kinds: Mapping[str, str] = field(default_factory=dict)
     cells: tuple[Cell, ...] = field(default=(), compare=False)
 
     def config(self) -> dict[str, Any]:
@@ -83,7 +97,10 @@ class RunPlan:
         return data
 
     def config_hash(self) -> str:
-        identity = {k: v for k, v in self.config().items() if k != "plugins"}
+        """Identifies the run: what is trained. Measurement settings are left out, so skipping
+        them once (``--no-measure``) and adding them later continues the same run."""
+        identity = {k: v for k, v in self.config().items()
+                    if k not in ("plugins", "measure", "dataset_kinds")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -103,6 +120,7 @@ def plan_run(
     bases: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     steps: int | None = None,
+    measure: bool = True,
 ) -> RunPlan:
     """Resolve ``suite`` and the overrides; every name is checked before anything trains."""
     spec = registry.spec("suite", suite)
@@ -134,8 +152,12 @@ def plan_run(
         Cell(suite, d, f, b, s, spec.data_seed, flow_hparams[f], base_hparams[b], train)
         for d in datasets for f in flows for b in bases for s in seeds
     )
+    measure_settings = {**MEASURE_DEFAULTS, **dict(spec.measure)}
+    if not measure:
+        measure_settings.update(references=False, logdet_dims=(), linear_channels=())
+    kinds = {d: registry.spec("dataset", d).kind for d in datasets}
     return RunPlan(suite, datasets, flows, bases, seeds, spec.data_seed, train, flow_hparams,
-                   base_hparams, registry.extra_plugins, cells)
+                   base_hparams, registry.extra_plugins, measure_settings, kinds, cells)
 
 
 # --- executing one cell (also inside worker processes) ------------------------------------------
@@ -159,12 +181,22 @@ def _oracle_test_nll(name: str, data_seed: int, plugins: tuple[str, ...]) -> flo
         return float(-dataset.log_prob(dataset.test.double()).mean())
 
 
+def build_cell_flow(cell: Mapping[str, Any], dataset: Dataset, registry: Registry) -> Flow:
+    """The (untrained) flow of a cell, given as a ``Cell`` or its record: the suite's flow and
+    base with the cell's hyperparameters, behind a standardisation fitted on the training split."""
+    return build_flow(
+        cell["flow"], cell["base"], dataset.event_shape,
+        preprocessing=FixedAffine.standardize(dataset.train),
+        flow_hparams=cell["flow_hparams"], base_hparams=cell["base_hparams"], registry=registry,
+    )
+
+
 def _finite_or_nan(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
 def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
-             threads: int = 1, progress: bool = False) -> dict[str, Any]:
+             threads: int = 1, progress: bool = False, speed: bool = True) -> dict[str, Any]:
     """Train and evaluate one cell; never raises for a failing cell (status ``failed``)."""
     started = time.time()
     record: dict[str, Any] = {
@@ -179,12 +211,7 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
                                            else float("nan"))
         record["oracle_test_nll"] = _oracle_test_nll(cell.dataset, cell.data_seed, plugins)
         torch.manual_seed(cell.seed)
-        flow = build_flow(
-            cell.flow, cell.base, dataset.event_shape,
-            preprocessing=FixedAffine.standardize(dataset.train),
-            flow_hparams=cell.flow_hparams, base_hparams=cell.base_hparams,
-            registry=_worker_registry(plugins),
-        )
+        flow = build_cell_flow(asdict(cell), dataset, _worker_registry(plugins))
         record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
         result = fit(flow, dataset.train, dataset.val, TrainConfig(**cell.train), seed=cell.seed,
                      progress=progress, description=cell.label())
@@ -192,7 +219,10 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
             status=result.status, message=result.message, steps_done=result.steps_done,
             best_step=result.best_step, best_val_nll=result.best_val_nll,
             train_seconds=result.train_seconds,
-            train_examples_per_second=result.examples_per_second, history=result.history,
+            train_examples_per_second=result.examples_per_second,
+            train_step_seconds_median=result.step_seconds[0],
+            train_step_seconds_iqr=result.step_seconds[1], threads=torch.get_num_threads(),
+            history=result.history,
         )
         if result.status == "ok":
             batch = TrainConfig(**cell.train).eval_batch_size
@@ -202,6 +232,10 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
             if not math.isfinite(record["test_nll"]):
                 record.update(status="diverged",
                               message="non-finite log-likelihood on the test split")
+            elif speed:
+                from .measure import throughput
+
+                record.update(throughput(flow, dataset.test))
             if models_dir is not None:
                 _save_model(flow, Path(models_dir) / f"{cell.cell_id}.pt")
     except Exception as error:  # noqa: BLE001 - a failing cell is recorded, the run goes on
@@ -223,9 +257,31 @@ def _save_model(flow: torch.nn.Module, path: Path) -> None:
 
 # --- executing a plan ----------------------------------------------------------------------------
 
+REFERENCES, LOGDET, LINEAR = "references", "logdet_cost", "linear_cost"
+
+
 def _init_worker(plugins: tuple[str, ...]) -> None:
     torch.set_num_threads(1)
     _worker_registry(plugins)
+
+
+def run_references(dataset_name: str, data_seed: int, plugins: tuple[str, ...] = (),
+                   threads: int = 1) -> list[dict[str, Any]]:
+    """Reference NLLs (full-covariance Gaussian, GMM, KDE) of one dataset; a failure becomes a
+    row with ``status="failed"`` rather than an exception."""
+    from .references import reference_nlls
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dataset = _dataset(dataset_name, data_seed, plugins)
+        frame = reference_nlls(dataset, seed=data_seed)
+        return [{**row, "status": "ok"} for row in frame.to_dict(orient="records")]
+    except Exception as error:  # noqa: BLE001 - recorded, the run goes on
+        return [{"dataset": dataset_name, "method": "all", "status": "failed",
+                 "message": f"{type(error).__name__}: {error}"}]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def execute(
@@ -237,7 +293,8 @@ def execute(
     progress: bool = False,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every cell of ``plan`` not yet finished in ``store``; return all records of the plan.
+    """Run every cell of ``plan`` not yet finished in ``store`` (and the reference baselines of
+    datasets that lack them, when the plan asks for them); return all records of the plan.
 
     Each finished cell is appended to the store before the next one is reported, so an
     interruption (Ctrl-C, a crash) loses only the cells in flight. ``on_record(record, done,
@@ -246,9 +303,22 @@ def execute(
     done = {r["cell_id"]: r for r in store.records()}
     wanted = [c for c in plan.cells
               if c.cell_id not in done or (retry_failed and done[c.cell_id]["status"] == "failed")]
+    tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+    if plan.measure.get("references"):
+        have = {row["dataset"] for row in store.rows(REFERENCES) if row.get("status") == "ok"}
+        tasks += [("references", run_references, (name, plan.data_seed, plan.plugins, threads))
+                  for name in plan.datasets
+                  if name not in have and plan.dataset_kinds.get(name) == "vector"]
+    models = str(store.models)
+    speed = bool(plan.measure.get("speed", True))
+    tasks += [("cell", run_cell, (cell, models, plan.plugins, threads, False, speed))
+              for cell in wanted]
     finished = len(plan.cells) - len(wanted)
-    for record in _run_cells(wanted, str(store.models), plan.plugins, jobs, threads, progress):
-        record = jsonable(record)  # exactly what a later resume reads back (NaN -> None)
+    for kind, result in _run_tasks(tasks, plan.plugins, jobs, progress):
+        if kind == "references":
+            store.append_rows(REFERENCES, result)
+            continue
+        record = jsonable(result)  # exactly what a later resume reads back (NaN -> None)
         store.append(record)
         done[record["cell_id"]] = record
         finished += 1
@@ -257,24 +327,63 @@ def execute(
     return [done[c.cell_id] for c in plan.cells if c.cell_id in done]
 
 
-def _run_cells(cells: list[Cell], models_dir: str, plugins: tuple[str, ...], jobs: int,
-               threads: int, progress: bool) -> Iterator[dict[str, Any]]:
-    if jobs <= 1 or len(cells) <= 1:
-        for cell in cells:
-            yield run_cell(cell, models_dir, plugins, threads, progress)
+def _run_tasks(tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
+               plugins: tuple[str, ...], jobs: int, progress: bool
+               ) -> Iterator[tuple[str, Any]]:
+    """Run ``(kind, function, args)`` tasks here or in ``jobs`` spawned workers; yield
+    ``(kind, result)`` as each finishes."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for kind, function, args in tasks:
+            if kind == "cell":  # only in-process cells can drive a per-step progress bar
+                args = (*args[:4], progress, *args[5:])
+            yield kind, function(*args)
         return
     context = multiprocessing.get_context("spawn")
     pool = futures.ProcessPoolExecutor(
-        max_workers=min(jobs, len(cells)), mp_context=context,
+        max_workers=min(jobs, len(tasks)), mp_context=context,
         initializer=_init_worker, initargs=(plugins,),
     )
     try:
-        pending = {pool.submit(run_cell, cell, models_dir, plugins, threads): cell
-                   for cell in cells}
+        pending = {pool.submit(function, *args): kind for kind, function, args in tasks}
         for future in futures.as_completed(pending):
-            yield future.result()
+            yield pending[future], future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def measure_costs(plan: RunPlan, store: RunStore, registry: Registry,
+                  on_progress: Callable[[str], None] | None = None) -> None:
+    """Log-det cost of every flow/base of the plan (and, when Glow is in it, the LU vs plain
+    1x1 convolution), measured here, one at a time, after training: nothing else runs, so
+    the timings are clean. Already measured combinations are skipped (resumable)."""
+    from .measure import linear_cost, logdet_cost
+
+    dims = tuple(plan.measure.get("logdet_dims", ()))
+    if dims:
+        have = {(row["flow"], row["base"]) for row in store.rows(LOGDET)}
+        for flow in plan.flows:
+            for base in plan.bases:
+                if (flow, base) in have:
+                    continue
+                if on_progress is not None:
+                    on_progress(f"log-det cost of {flow}/{base} at D = {', '.join(map(str, dims))}")
+                try:
+                    rows = logdet_cost(
+                        flow, base, dims, registry=registry,
+                        batch=int(plan.measure.get("logdet_batch", 16)),
+                        repeats=int(plan.measure.get("logdet_repeats", 5)),
+                        flow_hparams=plan.flow_hparams.get(flow),
+                        base_hparams=plan.base_hparams.get(base),
+                    ).to_dict(orient="records")
+                except Exception as error:  # noqa: BLE001 - recorded; the other flows go on
+                    rows = [{"flow": flow, "base": base, "status": "failed",
+                             "message": f"{type(error).__name__}: {error}"}]
+                store.append_rows(LOGDET, rows)
+    channels = tuple(plan.measure.get("linear_channels", ()))
+    if channels and "glow" in plan.flows and not store.rows(LINEAR):
+        if on_progress is not None:
+            on_progress(f"LU vs plain 1x1 convolution at c = {', '.join(map(str, channels))}")
+        store.append_rows(LINEAR, linear_cost(channels).to_dict(orient="records"))
 
 
 def default_jobs() -> int:
@@ -285,5 +394,5 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["Cell", "PlanError", "RunPlan", "UnknownNameError", "default_jobs", "execute",
-           "plan_run", "run_cell"]
+__all__ = ["Cell", "PlanError", "RunPlan", "UnknownNameError", "build_cell_flow", "default_jobs",
+           "execute", "measure_costs", "plan_run", "run_cell", "run_references"]

@@ -109,6 +109,8 @@ class SuiteSpec:
     ``train`` overrides fields of ``flowbench.train.TrainConfig``; ``flow_hparams`` /
     ``base_hparams`` map a flow or base name to hyperparameters that replace its defaults in this
     suite. ``data_seed`` fixes the splits; ``seeds`` vary model initialisation and minibatches.
+    ``measure`` overrides what is measured besides NLL (``flowbench.runner.MEASURE_DEFAULTS``:
+    speed, references, logdet_dims, logdet_batch, logdet_repeats, linear_channels).
     """
 
     name: str
@@ -121,6 +123,7 @@ class SuiteSpec:
     flow_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     base_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data_seed: int = 0
+    measure: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         from .train import TrainConfig  # local: specs stay importable without torch set-up cost
@@ -138,6 +141,12 @@ class SuiteSpec:
             raise SpecError(
                 f"suite {self.name!r}: unknown training settings {unknown}; valid: {sorted(valid)}"
             )
+        from .runner import MEASURE_DEFAULTS
+
+        unknown = sorted(set(self.measure) - set(MEASURE_DEFAULTS))
+        if unknown:
+            raise SpecError(f"suite {self.name!r}: unknown measure settings {unknown}; "
+                            f"valid: {sorted(MEASURE_DEFAULTS)}")
 
 
 SPEC_TYPES = {"flow": FlowSpec, "base": BaseSpec, "dataset": DatasetSpec, "suite": SuiteSpec}

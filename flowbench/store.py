@@ -7,6 +7,9 @@ Layout of ``results/<suite>-<timestamp>/`` (or ``--out DIR``)::
     cells.jsonl     one JSON line per finished cell, appended and fsync'ed as each cell ends
     results.csv     one row per finished cell (rewritten atomically after each cell)
     models/         the trained state dict of each ok cell, ``<cell_id>.pt``
+    references.*    baseline NLLs per dataset (``.jsonl`` appended, ``.csv`` rewritten)
+    logdet_cost.*   log-det cost per flow/base and dimension; linear_cost.*: LU vs plain 1x1 conv
+    report.md, report.html, figures/, tables/   written by ``flowbench report``
 
 Killing the process loses nothing that finished: every record is on disk before the next cell
 is reported, a torn last line (crash mid-write) is ignored on reading, and the table is always
@@ -52,6 +55,9 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see either the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -118,6 +124,29 @@ class RunStore:
                 continue
             latest[record["cell_id"]] = record
         return list(latest.values())
+
+    def append_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Append measurement rows to ``<table>.jsonl`` durably and rewrite ``<table>.csv``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / f"{table}.jsonl", "a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(jsonable(row), default=_json_default) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        write_atomic(self.path / f"{table}.csv", pd.DataFrame(self.rows(table)).to_csv(index=False))
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """Every readable row of ``<table>.jsonl`` (a torn last line is skipped)."""
+        path = self.path / f"{table}.jsonl"
+        if not path.is_file():
+            return []
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}: unreadable row skipped (interrupted write?)")
+        return rows
 
     def write_table(self, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         frame = records_frame(records)

@@ -66,13 +66,17 @@ class FitResult:
     best_val_nll: float
     train_seconds: float
     examples_seen: int = 0
+    batch_size: int = 0
+    #: (median, interquartile range) of one optimisation step's seconds, warm-up steps excluded
+    step_seconds: tuple[float, float] = (float("nan"), float("nan"))
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
 
     @property
     def examples_per_second(self) -> float:
-        """Training throughput, validation passes excluded."""
-        return self.examples_seen / self.train_seconds if self.train_seconds > 0 else float("nan")
+        """Training throughput from the median step time after warm-up (validation excluded)."""
+        median = self.step_seconds[0]
+        return self.batch_size / median if median > 0 else float("nan")
 
 
 @torch.no_grad()
@@ -137,14 +141,17 @@ def fit(
     status, message, evals_since_best = "ok", "", 0
     order, cursor = torch.randperm(train.shape[0], generator=generator), 0
     running, running_count, step, train_seconds = 0.0, 0, 0, 0.0
+    step_seconds: list[float] = []
     bar = tqdm(total=config.steps, desc=description, leave=False, disable=not progress,
                dynamic_ncols=True)
     try:
         if not math.isfinite(best_val):
-            return FitResult("diverged", 0, 0, float("nan"), 0.0, 0, history,
-                             "validation NLL is not finite at initialisation")
+            return FitResult("diverged", 0, 0, float("nan"), 0.0, 0, config.batch_size,
+                             history=history,
+                             message="validation NLL is not finite at initialisation")
         start, eval_seconds = time.perf_counter(), 0.0
         for step in range(1, config.steps + 1):
+            step_start = time.perf_counter()
             if cursor + config.batch_size > order.shape[0]:
                 order, cursor = torch.randperm(train.shape[0], generator=generator), 0
             batch = train[order[cursor : cursor + config.batch_size]]
@@ -164,6 +171,7 @@ def fit(
             scheduler.step()
             running += float(loss.detach())
             running_count += 1
+            step_seconds.append(time.perf_counter() - step_start)
             bar.update(1)
 
             if step % config.eval_every == 0 or step == config.steps:
@@ -195,4 +203,15 @@ def fit(
     flow.load_state_dict(best_state)
     flow.eval()
     return FitResult(status, step, best_step, best_val, train_seconds,
-                     step * config.batch_size, history, message)
+                     step * config.batch_size, config.batch_size, _after_warmup(step_seconds),
+                     history, message)
+
+
+def _after_warmup(step_seconds: list[float], warmup: int = 20) -> tuple[float, float]:
+    """Median and interquartile range of the step times after the first ``warmup`` steps."""
+    timed = step_seconds[warmup:] if len(step_seconds) > 2 * warmup else step_seconds
+    if not timed:
+        return float("nan"), float("nan")
+    q1, median, q3 = torch.tensor(timed, dtype=torch.float64).quantile(
+        torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist()
+    return median, q3 - q1

@@ -67,6 +67,10 @@ def test_run_writes_a_run_folder_and_resumes(tmp_path: Path) -> None:
     first = flowbench(*args)
     assert first.returncode == 0, first.stderr
     assert "two_moons" in first.stdout and "gap to oracle" in first.stdout
+    # the run ends with its report
+    assert f"report: {out / 'report.html'}" in first.stdout
+    assert (out / "report.md").is_file() and (out / "figures" / "density_two_moons.png").is_file()
+    assert (out / "logdet_cost.csv").is_file() and (out / "linear_cost.csv").is_file()
     assert "0.2892" in first.stdout  # two_moons' true entropy is in the table
     for name in ("config.json", "metadata.json", "cells.jsonl", "results.csv"):
         assert (out / name).is_file(), name
@@ -83,19 +87,20 @@ def test_run_writes_a_run_folder_and_resumes(tmp_path: Path) -> None:
     assert "resuming" in second.stderr and "(12 already finished)" in second.stderr
     assert (out / "cells.jsonl").read_text() == records  # nothing retrained
     assert second.stdout == first.stdout
+    assert "measuring" not in second.stderr  # costs were measured already
     assert len(json.loads((out / "metadata.json").read_text())["sessions"]) == 2
 
 
 def test_same_command_finds_its_run_under_results(tmp_path: Path) -> None:
     args = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "nice",
-            "--steps", "5"]
+            "--steps", "5", "--no-report"]
     assert flowbench(*args, cwd=tmp_path).returncode == 0
     folders = list((tmp_path / "results").iterdir())
     assert len(folders) == 1 and folders[0].name.startswith("smoke-")
     again = flowbench(*args, cwd=tmp_path)
     assert f"resuming run {Path('results') / folders[0].name}" in again.stderr
     assert len(list((tmp_path / "results").iterdir())) == 1
-    other = flowbench(*args[:-1], "6", cwd=tmp_path)  # a different budget is a different run
+    other = flowbench(*args[:-2], "6", "--no-report", cwd=tmp_path)  # a different budget is a different run
     assert "new run" in other.stderr and len(list((tmp_path / "results").iterdir())) == 2
 
 
@@ -103,7 +108,7 @@ def test_kill_loses_nothing_finished_and_rerun_completes(tmp_path: Path) -> None
     out = tmp_path / "run"
     args = ["run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "realnvp",
             "--bases", "normal", "--seeds", "0,1,2,3,4,5", "--steps", "200", "--out", str(out),
-            "-j", "1"]
+            "-j", "1", "--no-report", "--no-measure"]
     process = start(*args)
     wait_for_records(out / "cells.jsonl", 2, process)
     process.send_signal(signal.SIGKILL)
@@ -125,7 +130,7 @@ def test_ctrl_c_saves_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "run"
     process = start("run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "glow",
                     "--bases", "normal", "--seeds", "0,1,2,3,4,5,6,7", "--steps", "300",
-                    "--out", str(out), "-j", "1")
+                    "--out", str(out), "-j", "1", "--no-report", "--no-measure")
     wait_for_records(out / "cells.jsonl", 1, process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
@@ -155,7 +160,7 @@ def test_bad_input_fails_before_training(tmp_path: Path, args, expected: str) ->
 def test_out_folder_of_another_run_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     base = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "nice",
-            "--out", str(out), "-j", "1"]
+            "--out", str(out), "-j", "1", "--no-report"]
     assert flowbench(*base, "--steps", "5").returncode == 0
     records = (out / "cells.jsonl").read_text()
     result = flowbench(*base, "--steps", "6")
@@ -165,7 +170,7 @@ def test_out_folder_of_another_run_is_refused(tmp_path: Path) -> None:
 
 def test_plugin_file_and_failing_cells_exit_1(tmp_path: Path) -> None:
     result = flowbench("-p", FAULTY, "run", "--suite", "faulty", "--out", str(tmp_path / "r"),
-                       "-j", "1")
+                       "-j", "1", "--no-report")
     assert result.returncode == 1
     assert "explodes" in result.stdout and "0/1 (1 failed)" in result.stdout
     assert "0/1 (1 diverged)" in result.stdout
@@ -182,3 +187,19 @@ def test_broken_plugin_warns_but_strict_fails(write_plugin) -> None:
     assert "realnvp" in loose.stdout
     strict = flowbench("--strict", "-p", str(broken), "list")
     assert strict.returncode == 2 and "plugin 'broken'" in strict.stderr
+
+
+def test_measurements_skipped_once_are_added_by_a_later_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "glow", "--bases",
+            "normal", "--out", str(out), "-j", "1", "--no-report"]
+    assert flowbench(*args, "--no-measure").returncode == 0
+    assert not (out / "logdet_cost.csv").exists() and not (out / "linear_cost.csv").exists()
+    records = (out / "cells.jsonl").read_text()
+    again = flowbench(*args)
+    assert again.returncode == 0 and "resuming" in again.stderr
+    assert "measuring log-det cost of glow/normal" in again.stderr
+    assert (out / "cells.jsonl").read_text() == records
+    cost = pd.read_csv(out / "logdet_cost.csv")
+    assert set(cost["dim"]) == {2, 4, 8} and set(cost["path"]) == {"analytic", "brute_force"}
+    assert (pd.read_csv(out / "linear_cost.csv")["channels"].isin([4, 8, 16])).all()

@@ -102,3 +102,191 @@ def format_nll_table(summary: pd.DataFrame) -> str:
         "the true density's NLL\non the same test points (estimates KL(data || model); 0 is "
         "perfect). mean ± std over seeds; * best per dataset."
     )
+
+
+# --- report tables ------------------------------------------------------------------------------
+
+REFERENCE_PREFIX = "ref:"
+
+
+def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long form of everything compared per dataset: each flow/base, each reference method, and
+    the oracle. Columns: dataset, model, kind ("flow"|"reference"|"oracle"), seeds, ok, diverged,
+    failed, test_nll_mean, test_nll_std, gap_mean, rank (1 = lowest test NLL among flows and
+    references with a value on that dataset; the oracle is not ranked)."""
+    rows = []
+    for _, row in summary.iterrows():
+        rows.append({
+            "dataset": row["dataset"], "model": f"{row['flow']}/{row['base']}", "kind": "flow",
+            **{k: row[k] for k in ("seeds", "ok", "diverged", "failed", "test_nll_mean",
+                                   "test_nll_std", "gap_mean")},
+            "complete": row["ok"] == row["seeds"],
+        })
+    oracle = summary.groupby("dataset", sort=False)[["oracle_test_nll", "entropy"]].first()
+    if references is not None and not references.empty:
+        for _, ref in references.iterrows():
+            if ref["dataset"] not in oracle.index or ref.get("status", "ok") != "ok":
+                continue
+            nll = float(ref["test_nll"])
+            rows.append({
+                "dataset": ref["dataset"], "model": REFERENCE_PREFIX + ref["method"],
+                "kind": "reference", "seeds": 1, "ok": 1, "diverged": 0, "failed": 0,
+                "test_nll_mean": nll, "test_nll_std": np.nan,
+                "gap_mean": nll - oracle.loc[ref["dataset"], "oracle_test_nll"],
+                "complete": True,
+            })
+    for dataset, values in oracle.iterrows():
+        if np.isfinite(values["oracle_test_nll"]):
+            rows.append({
+                "dataset": dataset, "model": "oracle", "kind": "oracle", "seeds": 1, "ok": 1,
+                "diverged": 0, "failed": 0, "test_nll_mean": values["oracle_test_nll"],
+                "test_nll_std": np.nan, "gap_mean": 0.0, "complete": True,
+            })
+    frame = pd.DataFrame(rows)
+    competing = (frame["kind"] != "oracle") & frame["complete"] \
+        & np.isfinite(frame["test_nll_mean"].astype(float))
+    frame["rank"] = np.nan
+    frame.loc[competing, "rank"] = frame[competing].groupby("dataset")["test_nll_mean"].rank(
+        method="min")
+    return frame.drop(columns="complete")
+
+
+def _cell_text(row: pd.Series) -> str:
+    if row["ok"] == 0:
+        states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
+        return ", ".join(states) or "-"
+    text = _mean_std(row["test_nll_mean"], row["test_nll_std"])
+    if row["ok"] < row["seeds"]:
+        states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
+        text += f" ({row['ok']}/{row['seeds']} ok; {', '.join(states)})"
+    return text
+
+
+def _model_order(models: pd.DataFrame) -> list[str]:
+    kinds = {"flow": 0, "reference": 1, "oracle": 2}
+    first = models.drop_duplicates("model")
+    return sorted(first["model"], key=lambda m: (kinds[first.set_index("model").loc[m, "kind"]],
+                                                 list(first["model"]).index(m)))
+
+
+def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
+    """Datasets as rows, models as columns: test NLL "mean ± std" (nats), the best per dataset in
+    **bold**, plus the true entropy column and a final "mean rank" row."""
+    order = _model_order(models)
+    best = models[models["rank"] == 1]
+    table = {}
+    for dataset, group in models.groupby("dataset", sort=False):
+        by_model = group.set_index("model")
+        row = {}
+        for model in order:
+            if model not in by_model.index:
+                row[model] = ""
+                continue
+            text = _cell_text(by_model.loc[model])
+            is_best = ((best["dataset"] == dataset) & (best["model"] == model)).any()
+            row[model] = f"**{text}**" if bold and is_best else text
+        table[dataset] = row
+    frame = pd.DataFrame.from_dict(table, orient="index")[order]
+    ranks = mean_ranks(models)
+    frame.loc["mean rank"] = [f"{ranks[m]:.2f}" if m in ranks else "" for m in order]
+    frame.index.name = "dataset"
+    return frame
+
+
+def mean_ranks(models: pd.DataFrame) -> dict[str, float]:
+    """Average rank per model over the datasets where it was ranked."""
+    ranked = models.dropna(subset=["rank"])
+    return ranked.groupby("model")["rank"].mean().to_dict()
+
+
+def gap_table(models: pd.DataFrame) -> pd.DataFrame:
+    """Datasets as rows, models as columns: mean gap to the oracle (nats; KL estimate)."""
+    order = [m for m in _model_order(models) if m != "oracle"]
+    frame = models[models["model"] != "oracle"].pivot_table(
+        index="dataset", columns="model", values="gap_mean", sort=False)
+    return frame.reindex(columns=[m for m in order if m in frame.columns])
+
+
+def rank_table(models: pd.DataFrame) -> pd.DataFrame:
+    order = [m for m in _model_order(models) if m != "oracle"]
+    frame = models.dropna(subset=["rank"]).pivot_table(
+        index="dataset", columns="model", values="rank", sort=False)
+    frame = frame.reindex(columns=[m for m in order if m in frame.columns])
+    frame.loc["mean rank"] = frame.mean()
+    return frame
+
+
+def speed_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per flow/base over every ok cell: parameters, training / density / sampling throughput
+    (examples per second, median over cells, with the interquartile range over cells), and
+    training seconds per cell."""
+    ok = frame[frame["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame()
+    ok["model"] = ok["flow"] + "/" + ok["base"]
+    columns = {
+        "n_params": "parameters",
+        "train_examples_per_second": "train ex/s",
+        "log_prob_examples_per_second": "log_prob ex/s",
+        "sample_examples_per_second": "sample ex/s",
+        "train_seconds": "train s/cell",
+    }
+    rows = {}
+    for model, group in ok.groupby("model", sort=False):
+        row = {"cells": len(group)}
+        for column, label in columns.items():
+            if column not in group or group[column].isna().all():
+                continue
+            values = pd.to_numeric(group[column], errors="coerce").dropna()
+            row[label] = float(values.median())
+            if column.endswith("per_second") and len(values) > 1:
+                row[label + " IQR"] = float(values.quantile(0.75) - values.quantile(0.25))
+        rows[model] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "flow/base"
+    return table
+
+
+def logdet_table(logdet: pd.DataFrame) -> pd.DataFrame:
+    """Per flow/base and dimension: seconds per example of the analytic log_prob and of the
+    brute-force Jacobian path, their ratio, and the largest log-det disagreement."""
+    if "path" in logdet:
+        logdet = logdet.dropna(subset=["path"])  # rows of flows whose measurement failed
+    if logdet.empty:
+        return pd.DataFrame()
+    wide = logdet.pivot_table(index=["flow", "base", "dim"], columns="path",
+                              values="per_example_seconds", sort=False)
+    error = logdet.groupby(["flow", "base", "dim"], sort=False)["max_abs_error"].max()
+    table = pd.DataFrame({
+        "analytic s/example": wide.get("analytic"),
+        "brute-force s/example": wide.get("brute_force"),
+    })
+    table["brute / analytic"] = table["brute-force s/example"] / table["analytic s/example"]
+    table["max |log-det error|"] = error
+    return table
+
+
+def linear_table(linear: pd.DataFrame) -> pd.DataFrame:
+    """Glow's invertible 1x1 convolution: LU vs plain seconds per operation and channel count."""
+    if linear.empty:
+        return pd.DataFrame()
+    wide = linear.pivot_table(index=["operation", "channels"], columns="layer",
+                              values="seconds_median", sort=False)
+    wide["plain / lu"] = wide.get("plain") / wide.get("lu")
+    return wide
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g", index: bool = True) -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    if frame.empty:
+        return "_(no data)_"
+    def fmt(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "" if np.isnan(value) else format(value, floatfmt)
+        return str(value).replace("|", "\\|")
+    data = frame.reset_index() if index else frame
+    header = [str(c) for c in data.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in data.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)

@@ -54,5 +54,8 @@ def flowbench_register_suites() -> list[SuiteSpec]:
             flow_hparams={"nice": {"layers": 2, "width": 16},
                           "realnvp": {"layers": 2, "width": 16},
                           "glow": {"steps": 2, "width": 16}},
+            # everything measured, at token sizes (the references are exercised elsewhere)
+            measure={"references": False, "logdet_dims": (2, 4, 8), "logdet_repeats": 2,
+                     "linear_channels": (4, 8, 16)},
         ),
     ]

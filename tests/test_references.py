@@ -1,0 +1,245 @@
+"""Reference rows (gaussian, gmm, kde): right densities in the original space, selection by
+validation only, honest NLLs, deterministic, well-formed table and errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from flowbench.data.dataset import Dataset
+from flowbench.data.toy2d import load_toy2d
+from flowbench.references import (
+    COLUMNS, REFERENCE_METHODS, _StandardisedKDE, fit_reference, kde_bandwidth_grid, nll,
+    reference_nlls, scott_factor,
+)
+
+
+def _dataset(name, sample, log_prob, sizes, seed=0, entropy=None, dtype=torch.float32):
+    """A Dataset from a numpy sampler ``sample(rng, n)`` and a numpy oracle ``log_prob(x)``."""
+    rng = np.random.default_rng(seed)
+    splits = [torch.as_tensor(sample(rng, n), dtype=dtype) for n in sizes]
+    return Dataset(
+        name=name, train=splits[0], val=splits[1], test=splits[2], event_shape=(2,),
+        log_prob=lambda x: torch.as_tensor(log_prob(x.double().numpy())), entropy=entropy,
+    )
+
+
+def _oracle_nll(dataset: Dataset, split: str = "test") -> float:
+    return float(-dataset.log_prob(dataset.splits()[split].double()).mean())
+
+
+# --- a known Gaussian ------------------------------------------------------------------------
+
+MEAN = np.array([1.5, -2.0])
+COV = np.array([[2.0, 1.2], [1.2, 1.0]])
+GAUSS = multivariate_normal(MEAN, COV)
+GAUSS_ENTROPY = 0.5 * math.log(np.linalg.det(2 * math.pi * math.e * COV))
+
+
+@pytest.fixture(scope="module")
+def gaussian_data() -> Dataset:
+    return _dataset("gauss", lambda rng, n: rng.multivariate_normal(MEAN, COV, size=n),
+                    GAUSS.logpdf, (4000, 1000, 20000), entropy=GAUSS_ENTROPY)
+
+
+def test_gaussian_matches_true_entropy(gaussian_data):
+    row = reference_nlls(gaussian_data, methods=["gaussian"]).iloc[0]
+    # -log p of a 2-D Gaussian has std sqrt(d / 2) = 1, so the Monte Carlo standard error of the
+    # test mean is 1 / sqrt(20000) = 0.007; the fitting bias is ~ d (d + 3) / (4 n_train) = 6e-4.
+    assert abs(row["test_nll"] - GAUSS_ENTROPY) < 4 / math.sqrt(20000) + 0.002
+    # Paired with the truth on the same points the noise is far smaller.
+    assert abs(row["test_nll"] - _oracle_nll(gaussian_data)) < 0.005
+    assert abs(row["val_nll"] - _oracle_nll(gaussian_data, "val")) < 0.02
+
+
+def test_gaussian_log_prob_is_the_mle_density(gaussian_data):
+    fitted = fit_reference(gaussian_data, "gaussian")
+    train = gaussian_data.train.double().numpy()
+    mle = multivariate_normal(train.mean(0), np.cov(train.T, bias=True))
+    x = gaussian_data.test[:100].double().numpy()
+    np.testing.assert_allclose(fitted.log_prob(x), mle.logpdf(x), rtol=0, atol=1e-10)
+
+
+# --- a well separated 3-component mixture ------------------------------------------------------
+
+MIX_MEANS = np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]])
+MIX_COVS = np.array([
+    [[1.0, 0.5], [0.5, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.6], [-0.6, 0.7]],
+])
+MIX_WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+def _mixture_sample(rng, n):
+    k = rng.choice(3, size=n, p=MIX_WEIGHTS)
+    out = np.empty((n, 2))
+    for j in range(3):
+        idx = k == j
+        out[idx] = rng.multivariate_normal(MIX_MEANS[j], MIX_COVS[j], size=int(idx.sum()))
+    return out
+
+
+def _mixture_log_prob(x):
+    terms = [math.log(w) + multivariate_normal(m, c).logpdf(x)
+             for w, m, c in zip(MIX_WEIGHTS, MIX_MEANS, MIX_COVS)]
+    return logsumexp(np.stack(terms), axis=0)
+
+
+def test_gmm_finds_the_mixture_and_beats_one_gaussian():
+    data = _dataset("mix3", _mixture_sample, _mixture_log_prob, (3000, 1000, 3000), seed=1)
+    table = reference_nlls(data, methods=["gaussian", "gmm"]).set_index("method")
+    params = json.loads(table.loc["gmm", "params"])
+    # The grid has no 3: 4 (or more) components, one of them redundant, must fit as well.
+    assert params["n_components"] >= 3
+    oracle = _oracle_nll(data)
+    assert table.loc["gmm", "test_nll"] - oracle < 0.02
+    assert table.loc["gmm", "test_nll"] - oracle > -0.02  # nothing beats the truth (noise only)
+    assert table.loc["gaussian", "test_nll"] - table.loc["gmm", "test_nll"] > 1.0
+    fitted = fit_reference(data, "gmm")
+    # Validation selected: the chosen count is the val-best candidate of the grid.
+    assert params["n_components"] == min(fitted.search, key=fitted.search.get)
+
+
+# --- kde ---------------------------------------------------------------------------------------
+
+SCALE = np.array([5.0, 0.2])  # very different per-dimension scales: the log-det must be right
+
+
+@pytest.fixture(scope="module")
+def stretched_moons() -> Dataset:
+    base = load_toy2d("two_moons", n_train=600, n_val=300, n_test=300)
+    scale = torch.as_tensor(SCALE, dtype=torch.float32)
+    return dataclasses.replace(
+        base, name="stretched_moons", train=base.train * scale, val=base.val * scale,
+        test=base.test * scale, log_prob=None, entropy=None,
+    )
+
+
+def test_kde_density_integrates_to_one_in_the_original_space(stretched_moons):
+    fitted = fit_reference(stretched_moons, "kde")
+    h = np.asarray(fitted.params["bandwidth_per_dim"])  # kernel std per dimension, original units
+    train = stretched_moons.train.double().numpy()
+    np.testing.assert_allclose(h, fitted.params["bandwidth"] * train.std(0), rtol=1e-12)
+    lo, hi = train.min(0) - 8 * h, train.max(0) + 8 * h
+    step = h / 2.5  # midpoint rule on Gaussians: error far below 1e-4 at this step
+    xs = np.arange(lo[0], hi[0], step[0]) + step[0] / 2
+    ys = np.arange(lo[1], hi[1], step[1]) + step[1] / 2
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
+    mass = float(np.exp(fitted.log_prob(grid)).sum() * step[0] * step[1])
+    assert mass == pytest.approx(1.0, abs=2e-3)
+
+
+def test_kde_log_prob_matches_an_exact_kernel_sum(stretched_moons):
+    fitted = fit_reference(stretched_moons, "kde")
+    train = stretched_moons.train.double().numpy()
+    x = stretched_moons.test.double().numpy()
+    h = np.asarray(fitted.params["bandwidth_per_dim"])
+    # Product Gaussian kernel with std h_i per dimension, exact sum over all train points.
+    diff = (x[:, None, :] - train[None, :, :]) / h
+    exact = (logsumexp(-0.5 * (diff**2).sum(-1), axis=1) - math.log(len(train))
+             - math.log(2 * math.pi) - np.log(h).sum())
+    got = fitted.log_prob(x)
+    np.testing.assert_allclose(got, exact, rtol=0, atol=2e-4)  # tree rtol 1e-4 plus rounding
+    val = stretched_moons.val.double().numpy()
+    assert fitted.val_nll == pytest.approx(nll(fitted.log_prob(val)))
+
+
+def test_kde_bandwidth_is_the_val_best_of_the_grid(stretched_moons):
+    fitted = fit_reference(stretched_moons, "kde")
+    assert fitted.params["bandwidth"] == min(fitted.search, key=fitted.search.get)
+    assert fitted.val_nll == min(fitted.search.values())
+    # The coarse-to-fine search finds the best of the whole half-octave grid (checked by brute
+    # force over every grid bandwidth).
+    train = stretched_moons.train.double().numpy()
+    val = stretched_moons.val.double().numpy()
+    grid = kde_bandwidth_grid(*train.shape)
+    kde = _StandardisedKDE(train)
+    brute = {h: nll(kde.set_bandwidth(h).log_prob(val)) for h in grid.values()}
+    assert fitted.params["bandwidth"] == min(brute, key=brute.get)
+    assert scott_factor(600, 2) == pytest.approx(600 ** (-1 / 6))
+    assert "val NLL" in fitted.selection and "600 train points" in fitted.selection
+
+
+def test_far_points_give_infinite_nll_and_are_never_dropped():
+    sizes = (300, 200, 200)
+    data = _dataset("far", lambda rng, n: rng.standard_normal((n, 2)), lambda x: x[:, 0] * 0,
+                    sizes, dtype=torch.float64)
+    test = data.test.clone()
+    test[0] = torch.tensor([1e200, 1e200], dtype=torch.float64)  # density underflows to 0
+    data = dataclasses.replace(data, test=test)
+    table = reference_nlls(data, methods=["gaussian", "kde"]).set_index("method")
+    assert (table["test_nll"] == math.inf).all()
+    assert np.isfinite(table["val_nll"]).all() and np.isfinite(table["train_nll"]).all()
+    assert nll(np.array([-1.0, -np.inf])) == math.inf
+    assert nll(np.array([-1.0, -3.0])) == 2.0
+
+
+# --- toy2d two_moons: nothing beats the truth ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moons() -> Dataset:
+    return load_toy2d("two_moons", n_train=2000, n_val=1000, n_test=1000)
+
+
+@pytest.fixture(scope="module")
+def moons_table(moons):
+    return reference_nlls(moons)
+
+
+def test_two_moons_references_do_not_beat_the_oracle(moons, moons_table):
+    oracle = _oracle_nll(moons)
+    table = moons_table.set_index("method")
+    assert list(table.index) == list(REFERENCE_METHODS)
+    for method in REFERENCE_METHODS:
+        assert table.loc[method, "test_nll"] >= oracle - 0.01, method
+        assert np.isfinite(table.loc[method, ["train_nll", "val_nll", "test_nll"]]).all()
+    assert table.loc["gmm", "test_nll"] < table.loc["gaussian", "test_nll"] - 1.0
+    assert table.loc["kde", "test_nll"] < table.loc["gaussian", "test_nll"] - 1.0
+
+
+def test_table_columns_and_values(moons, moons_table):
+    assert tuple(moons_table.columns) == COLUMNS == (
+        "dataset", "method", "params", "selection", "train_nll", "val_nll", "test_nll",
+        "fit_seconds",
+    )
+    assert list(moons_table["dataset"]) == ["two_moons"] * 3
+    for _, row in moons_table.iterrows():
+        assert isinstance(json.loads(row["params"]), dict)
+        assert row["selection"] and "\n" not in row["selection"]
+        assert row["fit_seconds"] >= 0
+    gmm = json.loads(moons_table.set_index("method").loc["gmm", "params"])
+    assert gmm["covariance_type"] == "full" and gmm["random_state"] == 0
+
+
+def test_deterministic_for_a_seed(moons, moons_table):
+    again = reference_nlls(moons, seed=0)
+    cols = [c for c in COLUMNS if c != "fit_seconds"]
+    assert again[cols].equals(moons_table[cols])
+    one = reference_nlls(moons, methods=("kde",))
+    kde_row = moons_table[moons_table["method"] == "kde"][cols].reset_index(drop=True)
+    assert one[cols].equals(kde_row)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_unknown_method_is_named_with_the_choices(moons):
+    with pytest.raises(ValueError, match=r"'nope'.*gaussian, gmm, kde"):
+        reference_nlls(moons, methods=("gaussian", "nope"))
+    with pytest.raises(ValueError, match=r"'nope'"):
+        fit_reference(moons, "nope")
+
+
+def test_non_vector_data_is_refused_naming_the_kind(moons):
+    images = dataclasses.replace(moons, kind="image")
+    with pytest.raises(ValueError, match=r"'image'"):
+        reference_nlls(images)
+    with pytest.raises(ValueError, match=r"vector"):
+        fit_reference(images, "gaussian")
