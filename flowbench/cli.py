@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, help="where to write the report")
     report.add_argument("--no-figures", action="store_true", help="tables only (faster)")
+    report.add_argument("--figures", action="append", metavar="KIND,...",
+                        help="only these figure kinds: nll_spread, speed_vs_nll, "
+                             "learning_curves, density_grid, samples_vs_data, flow_steps, "
+                             "logdet_cost")
+    report.add_argument("--figure-datasets", action="append", metavar="A,B",
+                        help="per-dataset figures only for these datasets")
     return parser
 
 
@@ -294,10 +300,15 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
-def _write_report(runs: Sequence[Path], out: Path | None, figures: bool) -> Path:
+def _write_report(runs: Sequence[Path], out: Path | None, figures: bool,
+                  kinds: list[str] | None = None, datasets: list[str] | None = None) -> Path:
     from .report.build import write_report
 
-    result = write_report(runs, out, figures=figures)
+    try:
+        result = write_report(runs, out, figures=figures, figure_kinds=kinds,
+                              figure_datasets=datasets)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     for line in result.skipped:
         _say(f"report: skipped {line}")
     return result.html
@@ -310,7 +321,8 @@ def cmd_report(args: argparse.Namespace, registry: Registry) -> int:
         if not RunStore(run).exists():
             raise UsageError(f"{run} is not a flowbench run folder (no config.json); "
                              "give folders written by `flowbench run`")
-    page = _write_report(args.runs, args.out, not args.no_figures)
+    page = _write_report(args.runs, args.out, not args.no_figures, _names(args.figures),
+                         _names(args.figure_datasets))
     print(f"report: {page} (and report.md, figures/, tables/ beside it)")
     return EXIT_OK
 

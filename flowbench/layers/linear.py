@@ -54,13 +54,19 @@ class LUInvertibleLinear(Transform):
         super().__init__()
         p, lower, upper = torch.linalg.lu(random_rotation(features, generator))
         s = torch.diagonal(upper)
-        self.register_buffer("permutation", p)
+        # P stored as row indices: P @ M is M's rows reordered, a gather instead of a matmul
+        self.register_buffer("permutation_rows", p.argmax(dim=1))
         self.register_buffer("sign_s", torch.sign(s))
         self.register_buffer("lower_mask", torch.tril(torch.ones(features, features), -1))
         self.register_buffer("eye", torch.eye(features))
         self.lower = nn.Parameter(lower * self.lower_mask)
         self.upper = nn.Parameter(torch.triu(upper, 1))
         self.log_s = nn.Parameter(torch.log(torch.abs(s)))
+
+    @property
+    def permutation(self) -> Tensor:
+        """The permutation matrix ``P``."""
+        return self.eye.index_select(0, self.permutation_rows)
 
     def _factors(self) -> tuple[Tensor, Tensor]:
         lower = self.lower * self.lower_mask + self.eye
@@ -69,7 +75,7 @@ class LUInvertibleLinear(Transform):
 
     def weight(self) -> Tensor:
         lower, upper = self._factors()
-        return self.permutation @ lower @ upper
+        return (lower @ upper).index_select(0, self.permutation_rows)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         logabsdet = self.log_s.sum() * spatial_size(x)

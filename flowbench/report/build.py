@@ -61,13 +61,14 @@ def _save_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
     return written
 
 
-def _figures(run: RunData, folder: Path, skipped: list[str]) -> dict[str, list[Path]]:
+def _figures(run: RunData, folder: Path, skipped: list[str], kinds: Sequence[str] | None,
+             datasets: Sequence[str] | None) -> dict[str, list[Path]]:
     try:
         from . import figures
     except ImportError as error:  # plotting stack missing: tables still get written
         skipped.append(f"figures: {error}")
         return {}
-    made = figures.make_all(run, folder)
+    made = figures.make_all(run, folder, kinds=kinds, datasets=datasets)
     for kind, paths in made.items():
         if not paths:
             skipped.append(f"figure '{kind}': no input for it in this run")
@@ -171,9 +172,11 @@ def _run_section(doc: Document, run: RunData, figures: dict[str, list[Path]],
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path | None = None,
-                 figures: bool = True) -> ReportResult:
+                 figures: bool = True, figure_kinds: Sequence[str] | None = None,
+                 figure_datasets: Sequence[str] | None = None) -> ReportResult:
     """Write the report of one run (into the run folder unless ``out``), or the comparison of
-    several (the first is the baseline; into ``out``, default ``<first run>/comparison``)."""
+    several (the first is the baseline; into ``out``, default ``<first run>/comparison``).
+    ``figure_kinds`` / ``figure_datasets`` restrict which figures are drawn (default: all)."""
     runs = [RunData.load(path) for path in paths]
     folder = Path(out) if out is not None else (
         runs[0].path if len(runs) == 1 else runs[0].path / "comparison")
@@ -185,7 +188,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None,
     if len(runs) == 1:
         run = runs[0]
         doc = Document(f"flowbench report: {run.name} (suite {run.config.get('suite')})")
-        made = _figures(run, folder / "figures", skipped) if figures else {}
+        made = _figures(run, folder / "figures", skipped, figure_kinds,
+                        figure_datasets) if figures else {}
         _run_section(doc, run, made, tables)
     else:
         doc = Document(f"flowbench comparison: {', '.join(r.name for r in runs)}")

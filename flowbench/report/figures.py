@@ -906,15 +906,21 @@ FIGURE_KINDS = ("nll_spread", "speed_vs_nll", "learning_curves", "density_grid",
 
 
 def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int = 200,
-             n: int = 2000) -> dict[str, list[Path]]:
-    """Every figure kind for every dataset of the run: ``{kind: [written paths]}``.
+             n: int = 2000, kinds: Sequence[str] | None = None,
+             datasets: Sequence[str] | None = None) -> dict[str, list[Path]]:
+    """Every figure kind (or only ``kinds``) for every dataset of the run (or only ``datasets``,
+    for the per-dataset kinds): ``{kind: [written paths]}``.
 
     A kind whose input is missing gives ``[]``. A kind that raises is reported with a warning and
     gives ``[]`` (so a report at the end of a long run never dies on one figure), unless
     ``strict``.
     """
     out_dir = Path(out_dir)
-    datasets = _datasets(run)
+    unknown = sorted(set(kinds or ()) - set(FIGURE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown figure kind(s) {unknown}; valid choices: "
+                         f"{', '.join(FIGURE_KINDS)}")
+    datasets = [d for d in _datasets(run) if datasets is None or d in datasets]
     jobs: dict[str, list[Callable[[], list[Path]]]] = {
         "nll_spread": [lambda: nll_spread(run, out_dir)],
         "speed_vs_nll": [lambda: speed_vs_nll(run, out_dir),  # the second only when measured
@@ -928,6 +934,8 @@ def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int =
     }
     written: dict[str, list[Path]] = {}
     for kind in FIGURE_KINDS:
+        if kinds is not None and kind not in kinds:
+            continue
         written[kind] = []
         for job in jobs[kind]:
             try:
