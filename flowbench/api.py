@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Mapping
 
 from .data.dataset import Dataset
@@ -28,10 +29,12 @@ def split_hparams(
                 "pass it via flow_hparams= or base_hparams="
             )
         if not (in_flow or in_base):
+            close = difflib.get_close_matches(key, [*flow_defaults, *base_defaults], n=1)
             raise HyperparameterError(
                 f"unknown hyperparameter {key!r}; flow {flow!r} accepts "
                 f"{sorted(flow_defaults) or 'none'}, base {base!r} accepts "
                 f"{sorted(base_defaults) or 'none'}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
             )
         (flow_kwargs if in_flow else base_kwargs)[key] = value
     return flow_kwargs, base_kwargs

@@ -1,7 +1,9 @@
-"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite, ``report`` runs.
+"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite, ``report`` runs,
+``check`` a flow.
 
-Exit codes: 0 every cell ok; 1 some cell failed or diverged; 2 usage error (bad name, bad option,
-broken plugin with ``--strict``); 130 interrupted (finished cells are kept; re-run to resume).
+Exit codes: 0 every cell ok (every check passed); 1 some cell failed or diverged (some check
+failed); 2 usage error (bad name, bad option, broken plugin with ``--strict``); 130 interrupted
+(finished cells are kept; re-run to resume).
 """
 
 from __future__ import annotations
@@ -127,7 +129,72 @@ def build_parser() -> argparse.ArgumentParser:
                              "logdet_cost")
     report.add_argument("--figure-datasets", action="append", metavar="A,B",
                         help="per-dataset figures only for these datasets")
+
+    check = commands.add_parser(
+        "check", help="run the conformance checks on a flow (yours, with -p, or a built-in)",
+        description="Invertibility and log-det against the brute-force Jacobian (float64; the "
+                    "whole flow and every layer; at initialisation, after training steps and "
+                    "after a random perturbation), normalisation and sampling in 2-D, state-dict "
+                    "reload into a differently seeded build, and determinism under a seed. One "
+                    "line per check with its error and tolerance; exit 1 if any fails.",
+    )
+    _common(check, suppress=True)
+    check.add_argument("flow", help="flow name (see `flowbench list`)")
+    check.add_argument("--base", default="normal", help="base distribution (default: normal)")
+    check.add_argument("--shape", default="2", metavar="D[,...]",
+                       help="event shape, e.g. 2 or 5 (default 2: adds the density checks)")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a hyperparameter, e.g. --set layers=2 (repeatable)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="one line per layer, not just the worst per check")
     return parser
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set takes KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), value.strip()  # a bare word such as relu
+
+
+def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
+    import torch
+
+    from .api import HyperparameterError
+    from .testing import check_registered, summarise
+
+    torch.set_num_threads(1)
+    registry.get("flow", args.flow)
+    registry.get("base", args.base)
+    try:
+        shape = tuple(int(d) for d in args.shape.split(","))
+    except ValueError:
+        raise UsageError(f"--shape takes integers like 2 or 3,4,4; got {args.shape!r}") from None
+    hparams = dict(_parse_setting(item) for item in args.set)
+    try:
+        report = check_registered(args.flow, args.base, shape, registry=registry,
+                                  seed=args.seed, hparams=hparams)
+    except HyperparameterError as error:
+        raise UsageError(str(error)) from None
+    lines = report.results if args.verbose else summarise(report)
+    print(f"flowbench check {args.flow} --base {args.base} --shape {args.shape}"
+          f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed})")
+    for line in lines:
+        print(line)
+    failures = summarise(type(report)(report.failures)) if report.failures else []
+    if failures:
+        print(f"\n{len(failures)} check(s) failed:")
+        for line in failures:
+            print(f"  {line}")
+        return EXIT_CELLS_FAILED
+    print(f"\nall {len(lines)} checks passed")
+    return EXIT_OK
 
 
 def _load_registry(args: argparse.Namespace) -> Registry:
@@ -335,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         registry = _load_registry(args)
-        handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command]
+        handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report,
+                   "check": cmd_check}[args.command]
         return handler(args, registry)
     except (UsageError, UnknownNameError) as error:
         _say(f"error: {error}")

@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -93,6 +94,9 @@ class Registry:
     problems: list[PluginProblem] = field(default_factory=list)
     #: the ``-p`` references this registry was loaded with (worker processes reload them)
     extra_plugins: tuple[str, ...] = ()
+    #: plugins named in ``FLOWBENCH_PLUGINS`` / skipped by ``FLOWBENCH_DISABLE_PLUGINS``
+    env_plugins: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
 
     @property
     def flows(self) -> dict[str, Registered]:
@@ -256,21 +260,36 @@ def _register(pm: pluggy.PluginManager, registry: Registry, name: str, module: A
                 PluginProblem(name, source, f"defines unknown hook {attribute!r}{hint}"))
 
 
+ENV_PLUGINS, ENV_DISABLE = "FLOWBENCH_PLUGINS", "FLOWBENCH_DISABLE_PLUGINS"
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def load_registry(
     plugins: Sequence[str] = (), strict: bool = False, entry_points: bool = True,
-    warn: bool = True,
+    warn: bool = True, disable: Sequence[str] = (),
 ) -> Registry:
     """Build a registry from the ``flowbench`` entry points and the extra ``plugins``.
 
-    ``plugins`` are paths to ``.py`` files or importable module names (the CLI's ``-p``).
-    Problems are collected in ``registry.problems``; with ``strict`` they raise ``PluginError``,
-    otherwise each is issued as a ``PluginWarning`` (unless ``warn=False``).
+    ``plugins`` are paths to ``.py`` files or importable module names (the CLI's ``-p``); the
+    environment variable ``FLOWBENCH_PLUGINS`` (comma-separated) adds more. Plugins named in
+    ``disable`` or in ``FLOWBENCH_DISABLE_PLUGINS`` (entry-point or plugin names) are not loaded
+    at all. Problems are collected in ``registry.problems``; with ``strict`` they raise
+    ``PluginError``, otherwise each is issued as a ``PluginWarning`` (unless ``warn=False``).
     """
     pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = Registry(extra_plugins=tuple(plugins))
+    env_plugins = tuple(_env_list(ENV_PLUGINS))
+    disabled = set(disable) | set(_env_list(ENV_DISABLE))
+    registry = Registry(extra_plugins=tuple(plugins), env_plugins=env_plugins)
+    skipped: list[str] = []
     if entry_points:
         for ep in _entry_points():
+            if ep.name in disabled:
+                skipped.append(ep.name)
+                continue
             source = _describe(ep)
             try:
                 module = ep.load()
@@ -279,14 +298,22 @@ def load_registry(
                     PluginProblem(ep.name, source, f"failed to import: {error!r}"))
                 continue
             _register(pm, registry, ep.name, module, source)
-    for reference in plugins:
+    for reference, origin in [(p, "-p") for p in plugins] + [(p, ENV_PLUGINS) for p in env_plugins]:
+        if _plugin_name(reference) in disabled:
+            skipped.append(_plugin_name(reference))
+            continue
         try:
             name, module = _import_plugin(reference)
         except Exception as error:  # noqa: BLE001
             registry.problems.append(PluginProblem(
-                _plugin_name(reference), f"-p {reference}", f"failed to import: {error!r}"))
+                _plugin_name(reference), f"{origin} {reference}", f"failed to import: {error!r}"))
             continue
-        _register(pm, registry, name, module, f"-p {reference}")
+        _register(pm, registry, name, module, f"{origin} {reference}")
+    registry.disabled = tuple(sorted(set(skipped)))
+    for name in sorted(disabled - set(skipped)):
+        registry.problems.append(PluginProblem(
+            name, ENV_DISABLE, "asked to be disabled, but no plugin has this name; loaded: "
+            + ", ".join(sorted(registry.plugins))))
     _collect(pm, registry)
     if registry.problems:
         if strict:
@@ -298,13 +325,14 @@ def load_registry(
     return registry
 
 
-_default: dict[tuple[tuple[str, ...], bool], Registry] = {}
+_default: dict[tuple, Registry] = {}
 
 
 def get_registry(plugins: Sequence[str] = (), strict: bool = False,
                  refresh: bool = False) -> Registry:
-    """The registry of installed plugins (plus ``plugins``), loaded once per process."""
-    key = (tuple(plugins), strict)
+    """The registry of installed plugins (plus ``plugins``), loaded once per process (and again
+    when the plugin environment variables change)."""
+    key = (tuple(plugins), strict, os.environ.get(ENV_PLUGINS), os.environ.get(ENV_DISABLE))
     if refresh or key not in _default:
         _default[key] = load_registry(plugins, strict=strict)
     return _default[key]

@@ -33,6 +33,14 @@ def _check_builder(spec: Any, kind: str, attribute: str) -> None:
         raise SpecError(f"{kind} {spec.name!r}: {attribute} must be callable")
     if not isinstance(spec.defaults, Mapping):
         raise SpecError(f"{kind} {spec.name!r}: defaults must be a mapping of hyperparameters")
+    if spec.search_space is not None and not callable(spec.search_space):
+        raise SpecError(f"{kind} {spec.name!r}: search_space must be callable (an Optuna trial "
+                        "-> dict of hyperparameters) or None")
+
+
+#: ``search_space(trial) -> {hyperparameter: value}``: suggests values with an Optuna trial's
+#: ``suggest_int`` / ``suggest_float`` / ``suggest_categorical``; every key must be in ``defaults``.
+SearchSpace = Callable[[Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class FlowSpec:
     """An architecture recipe: ``build(event_shape, **hparams) -> Transform`` (data -> latent).
 
     ``defaults`` lists every hyperparameter ``build`` accepts, with its default value;
-    ``data_kinds`` says which datasets it can model ("vector", "image").
+    ``search_space`` proposes values for tuning (see ``SearchSpace``); ``data_kinds`` says which
+    datasets it can model ("vector", "image").
     """
 
     name: str
@@ -49,6 +58,7 @@ class FlowSpec:
     reference: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     data_kinds: tuple[str, ...] = ("vector",)
+    search_space: SearchSpace | None = None
 
     def validate(self) -> None:
         _check_common(self, "flow")
@@ -63,13 +73,15 @@ class FlowSpec:
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """A base-distribution recipe: ``build(event_shape, **hparams) -> Distribution``."""
+    """A base-distribution recipe: ``build(event_shape, **hparams) -> Distribution``, with
+    ``defaults`` and an optional ``search_space`` as for flows."""
 
     name: str
     build: Callable[..., Any]
     description: str
     reference: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    search_space: SearchSpace | None = None
 
     def validate(self) -> None:
         _check_common(self, "base")

@@ -23,11 +23,19 @@ def flowbench_register_bases() -> list[BaseSpec]:
             description="fixed mixture of two Gaussians at ±separation/2 on the first axis",
             reference="the 'swap the base' two-moons exercise",
             defaults={"separation": 4.0, "scale": 0.5},
+            search_space=lambda trial: {
+                "separation": trial.suggest_float("separation", 2.0, 6.0),
+                "scale": trial.suggest_float("scale", 0.3, 1.0),
+            },
         ),
         BaseSpec(
             name="gmm", build=learnable_mixture,
             description="learnable mixture of K diagonal Gaussians",
             reference="Papamakarios et al. 2021, arXiv:1912.02762, sec. 2.3.3",
             defaults={"components": 8, "init_spread": 1.0},
+            search_space=lambda trial: {
+                "components": trial.suggest_int("components", 2, 32, log=True),
+                "init_spread": trial.suggest_float("init_spread", 0.5, 2.0),
+            },
         ),
     ]

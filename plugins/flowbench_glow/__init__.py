@@ -38,6 +38,17 @@ def build(
     ])
 
 
+def search_space(trial) -> dict:
+    """Tuning ranges: number of steps, conditioner width/depth/activation, log-scale bound."""
+    return {
+        "steps": trial.suggest_int("steps", 2, 12),
+        "width": trial.suggest_categorical("width", [32, 64, 128]),
+        "depth": trial.suggest_int("depth", 1, 3),
+        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
+        "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
+    }
+
+
 @hookimpl
 def flowbench_register_flows() -> list[FlowSpec]:
     return [FlowSpec(
@@ -46,4 +57,5 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="Glow: steps of actnorm -> LU invertible linear -> affine coupling",
         reference="Kingma & Dhariwal 2018, arXiv:1807.03039",
         defaults=DEFAULTS,
+        search_space=search_space,
     )]

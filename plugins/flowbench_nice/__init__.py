@@ -31,6 +31,16 @@ def build(
     return Compose([*couplings, DiagonalScaling(event_shape)])
 
 
+def search_space(trial) -> dict:
+    """Tuning ranges: depth of the coupling stack and of its conditioners, width, activation."""
+    return {
+        "layers": trial.suggest_int("layers", 2, 10),
+        "width": trial.suggest_categorical("width", [32, 64, 128]),
+        "depth": trial.suggest_int("depth", 1, 3),
+        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
+    }
+
+
 @hookimpl
 def flowbench_register_flows() -> list[FlowSpec]:
     return [FlowSpec(
@@ -39,4 +49,5 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="NICE: additive (volume-preserving) couplings + diagonal scaling",
         reference="Dinh, Krueger & Bengio 2015, arXiv:1410.8516",
         defaults=DEFAULTS,
+        search_space=search_space,
     )]

@@ -31,6 +31,17 @@ def build(
     ])
 
 
+def search_space(trial) -> dict:
+    """Tuning ranges: number of couplings, conditioner width/depth/activation, log-scale bound."""
+    return {
+        "layers": trial.suggest_int("layers", 2, 12),
+        "width": trial.suggest_categorical("width", [32, 64, 128]),
+        "depth": trial.suggest_int("depth", 1, 3),
+        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
+        "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
+    }
+
+
 @hookimpl
 def flowbench_register_flows() -> list[FlowSpec]:
     return [FlowSpec(
@@ -39,4 +50,5 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="RealNVP: affine couplings with alternating partitions",
         reference="Dinh, Sohl-Dickstein & Bengio 2017, arXiv:1605.08803",
         defaults=DEFAULTS,
+        search_space=search_space,
     )]
