@@ -60,6 +60,19 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="make any plugin problem (import error, bad spec, duplicate name) fatal")
 
 
+def _execution(parser: argparse.ArgumentParser, cell_timeout: bool = True) -> None:
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="local worker processes (default: CPU cores)")
+    parser.add_argument("--backend", choices=("local", "dask"), default="local",
+                        help="local processes (default) or a Dask cluster")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address for --backend dask, e.g. tcp://host:8786")
+    if cell_timeout:
+        parser.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                            help="a cell still training after this long is recorded as "
+                                 "'timeout' and the run goes on")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowbench",
@@ -100,14 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start a new run folder even if a matching run exists")
     run.add_argument("--retry-failed", action="store_true",
                      help="re-run cells recorded as failed (diverged cells stay as they are)")
-    run.add_argument("-j", "--jobs", type=int, default=None,
-                     help="cells trained in parallel worker processes (default: CPU cores)")
     run.add_argument("--no-measure", action="store_true",
                      help="skip the reference baselines and the log-det cost study this time "
                           "(per-cell speed is still measured; a later run without this flag "
                           "adds them to the same run folder)")
     run.add_argument("--no-report", action="store_true",
                      help="skip writing report.md / report.html / figures at the end")
+    run.add_argument("--tuned", action="store_true",
+                     help="train each cell with its study's best settings (see `flowbench tune`)")
+    run.add_argument("--storage", help="Optuna storage of the studies for --tuned (default: "
+                                       "RESULTS_DIR/<suite>-tuning/optuna.journal)")
+    _execution(run)
     run.add_argument("--threads", type=int, default=1,
                      help="torch threads per cell (default 1: tiny models gain nothing from "
                           "more, and results then match for any --jobs)")
@@ -129,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
                              "logdet_cost")
     report.add_argument("--figure-datasets", action="append", metavar="A,B",
                         help="per-dataset figures only for these datasets")
+
+    tune = commands.add_parser(
+        "tune", help="Optuna studies per dataset x flow x base, on validation NLL",
+        description="One study per (dataset, flow, base) of the suite, named "
+                    "SUITE/DATASET/FLOW/BASE: seeded TPE over the flow's and base's search "
+                    "spaces and the suite's training space, pruning on validation NLL during "
+                    "training; the test split is never used. Re-running continues the studies "
+                    "up to --trials finished trials each; several tuners (on one or many "
+                    "machines) can share one --storage.",
+    )
+    _common(tune, suppress=True)
+    tune.add_argument("--suite", required=True)
+    tune.add_argument("--datasets", action="append", metavar="A,B")
+    tune.add_argument("--flows", action="append", metavar="A,B")
+    tune.add_argument("--bases", action="append", metavar="A,B")
+    tune.add_argument("--trials", type=int, default=20,
+                      help="finished trials wanted per study (default 20)")
+    tune.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help="stop adding trials to a study after this long")
+    tune.add_argument("--storage", help="Optuna storage: a journal file path (default: "
+                                        "RESULTS_DIR/<suite>-tuning/optuna.journal) or a "
+                                        "database URL such as postgresql://user@host/db")
+    tune.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    tune.add_argument("--steps", type=int, help="override the suite's training steps")
+    tune.add_argument("--results-dir", type=Path, default=Path("results"))
+    _execution(tune, cell_timeout=False)
 
     check = commands.add_parser(
         "check", help="run the conformance checks on a flow (yours, with -p, or a built-in)",
@@ -280,19 +322,132 @@ def _choose_folder(args: argparse.Namespace, plan: Any, config: dict[str, Any]) 
     return folder, False
 
 
+def _check_execution(args: argparse.Namespace) -> int:
+    """Validate the shared execution options; the number of local workers."""
+    from .runner import default_jobs
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1 or getattr(args, "threads", 1) < 1:
+        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and "
+                         f"{getattr(args, 'threads', 1)}")
+    if args.backend == "dask" and not args.scheduler:
+        raise UsageError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    if args.scheduler and args.backend != "dask":
+        raise UsageError("--scheduler is for --backend dask")
+    if getattr(args, "cell_timeout", None) is not None and args.cell_timeout <= 0:
+        raise UsageError(f"--cell-timeout must be positive, got {args.cell_timeout}")
+    return jobs
+
+
+def _storage(args: argparse.Namespace, suite: str) -> str:
+    from .tune import default_storage
+
+    return args.storage or default_storage(args.results_dir, suite)
+
+
+def _tuned_plan(args: argparse.Namespace, registry: Registry, plan: Any) -> Any:
+    """The plan with every cell's settings replaced by its study's best trial."""
+    import dataclasses
+
+    from .runner import plan_run
+    from .tune import StudyMissing, best_settings
+
+    storage = _storage(args, plan.suite)
+    combos = [(d, f, b) for d in plan.datasets for f in plan.flows for b in plan.bases]
+    try:
+        best = best_settings(storage, plan.suite, combos)
+    except StudyMissing as error:
+        raise UsageError(str(error)) from None
+    tuned = plan_run(registry, args.suite, list(plan.datasets), list(plan.flows),
+                     list(plan.bases), list(plan.seeds), args.steps,
+                     measure=not args.no_measure, tuned=best)
+    studies = {summary["study"]: summary for summary in best.values()}
+    return dataclasses.replace(tuned, tuning={"storage": storage, "studies": studies})
+
+
+def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .report.tables import text_table
+    from .runner import BackendError, PlanError, plan_run, run_tasks
+    from .store import write_atomic
+    from .tune import study_tasks, time_and_run
+
+    jobs = _check_execution(args)
+    if args.trials < 1:
+        raise UsageError(f"--trials must be >= 1, got {args.trials}")
+    try:
+        plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
+                        _names(args.bases), None, args.steps, measure=False)
+    except PlanError as error:
+        raise UsageError(str(error)) from None
+    suite = registry.spec("suite", args.suite)
+    if not suite.train_space and not any(registry.spec("flow", f).search_space
+                                         for f in plan.flows):
+        raise UsageError(f"nothing to tune: the flows {list(plan.flows)} have no search_space "
+                         f"and suite {args.suite!r} has no train_space")
+    storage = _storage(args, plan.suite)
+    tasks = study_tasks(plan, storage, args.trials, args.timeout, args.pruner,
+                        workers=jobs if args.backend == "local" else 1)
+    names = list(dict.fromkeys(task.name for task in tasks))
+    where = f"dask {args.scheduler}" if args.backend == "dask" else \
+        f"{min(jobs, len(tasks))} worker(s)"
+    _say(f"tuning {len(names)} studies ({args.trials} trials each) in {storage}, {where}")
+    bar = tqdm(total=len(tasks), desc="studies", unit="task", dynamic_ncols=True, disable=None)
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        for _, summary in run_tasks([("study", time_and_run, (task,)) for task in tasks],
+                                    plan.plugins, jobs, False, args.backend, args.scheduler):
+            if summary["trials"] >= latest.get(summary["study"], {}).get("trials", -1):
+                latest[summary["study"]] = summary
+            line = (f"{summary['study']}: best val NLL {summary['best_val_nll']:.4f} "
+                    f"({summary['complete']} complete, {summary['pruned']} pruned, "
+                    f"{summary['failed']} failed; {summary['seconds']:.0f} s)")
+            if bar.disable:
+                _say(line)
+            else:
+                bar.update(1)
+                bar.set_postfix_str(summary["study"])
+    except BackendError as error:
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        _say("interrupted: finished trials are in the storage; run the same command to continue")
+        return EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    summaries = [latest[name] for name in names if name in latest]
+    frame = pd.DataFrame([{
+        "study": s["study"], "complete": s["complete"], "pruned": s["pruned"],
+        "failed": s["failed"], "best val NLL": round(s["best_val_nll"], 4),
+        "best settings": ", ".join(f"{k}={_short(v)}" for k, v in
+                                   {**s["flow_hparams"], **s["base_hparams"], **s["train"]}.items()),
+    } for s in summaries])
+    print(text_table(frame))
+    if "://" not in storage or storage.startswith("sqlite"):
+        csv = Path(storage.replace("sqlite:///", "")).with_name("studies.csv")
+        write_atomic(csv, pd.DataFrame(summaries).to_csv(index=False))
+        print(f"\nstudies: {storage}  (summary: {csv})")
+    print(f"train with the best settings: flowbench run --suite {args.suite} --tuned"
+          + (f" --storage {args.storage}" if args.storage else ""))
+    return EXIT_OK
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from tqdm.auto import tqdm
 
     from . import metadata
     from .report.tables import format_nll_table, nll_summary
-    from .runner import PlanError, default_jobs, execute, measure_costs, plan_run
+    from .runner import BackendError, PlanError, execute, measure_costs, plan_run
     from .store import RunStore
 
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    jobs = default_jobs() if args.jobs is None else args.jobs
-    if jobs < 1 or args.threads < 1:
-        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and {args.threads}")
+    jobs = _check_execution(args)
     import torch
 
     torch.set_num_threads(args.threads)  # in-process cells and the cost measurements
@@ -300,6 +455,10 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
                         _names(args.bases), _seeds(args.seeds), args.steps,
                         measure=not args.no_measure)
+        if args.tuned:
+            plan = _tuned_plan(args, registry, plan)
+        elif args.storage:
+            raise UsageError("--storage is for --tuned runs (and for `flowbench tune`)")
     except PlanError as error:
         raise UsageError(str(error)) from None
     config = {**plan.config(), "config_hash": plan.config_hash()}
@@ -337,9 +496,12 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     try:
         records = execute(plan, store, jobs=jobs, threads=args.threads,
                           retry_failed=args.retry_failed, progress=not quiet_bar and jobs == 1,
-                          on_record=report)
+                          on_record=report, cell_timeout=args.cell_timeout,
+                          backend=args.backend, scheduler=args.scheduler)
         bar.close()
         measure_costs(plan, store, registry, on_progress=lambda text: _say(f"measuring {text}"))
+    except BackendError as error:
+        raise UsageError(str(error)) from None
     except KeyboardInterrupt:
         interrupted = True
         wanted = {c.cell_id for c in plan.cells}
@@ -403,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         registry = _load_registry(args)
         handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report,
-                   "check": cmd_check}[args.command]
+                   "check": cmd_check, "tune": cmd_tune}[args.command]
         return handler(args, registry)
     except (UsageError, UnknownNameError) as error:
         _say(f"error: {error}")

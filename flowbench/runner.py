@@ -87,6 +87,8 @@ class RunPlan:
     plugins: tuple[str, ...] = ()
     measure: Mapping[str, Any] = field(default_factory=dict)
     dataset_kinds: Mapping[str, str] = field(default_factory=dict)
+    #: for ``run --tuned``: the storage and the summary of each study whose settings were used
+    tuning: Mapping[str, Any] = field(default_factory=dict)
     cells: tuple[Cell, ...] = field(default=(), compare=False)
 
     def config(self) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class RunPlan:
         """Identifies the run: what is trained. Measurement settings are left out, so skipping
         them once (``--no-measure``) and adding them later continues the same run."""
         identity = {k: v for k, v in self.config().items()
-                    if k not in ("plugins", "measure", "dataset_kinds")}
+                    if k not in ("plugins", "measure", "dataset_kinds", "tuning")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -121,8 +123,13 @@ def plan_run(
     seeds: Sequence[int] | None = None,
     steps: int | None = None,
     measure: bool = True,
+    tuned: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
 ) -> RunPlan:
-    """Resolve ``suite`` and the overrides; every name is checked before anything trains."""
+    """Resolve ``suite`` and the overrides; every name is checked before anything trains.
+
+    ``tuned`` maps (dataset, flow, base) to a study's best settings (``flow_hparams``,
+    ``base_hparams``, ``train``), which then replace the suite's for those cells.
+    """
     spec = registry.spec("suite", suite)
     datasets = _pick(registry, "dataset", list(datasets or spec.datasets))
     flows = _pick(registry, "flow", list(flows or spec.flows))
@@ -148,8 +155,18 @@ def plan_run(
                 )
     flow_hparams = {f: dict(spec.flow_hparams.get(f, {})) for f in flows}
     base_hparams = {b: dict(spec.base_hparams.get(b, {})) for b in bases}
+    def settings(d: str, f: str, b: str) -> tuple[dict, dict, dict]:
+        best = (tuned or {}).get((d, f, b))
+        if best is None:
+            return flow_hparams[f], base_hparams[b], train
+        tuned_train = TrainConfig(**{**train, **best["train"]}).as_dict()
+        if steps is not None:
+            tuned_train["steps"] = int(steps)
+        return ({**flow_hparams[f], **best["flow_hparams"]},
+                {**base_hparams[b], **best["base_hparams"]}, tuned_train)
+
     cells = tuple(
-        Cell(suite, d, f, b, s, spec.data_seed, flow_hparams[f], base_hparams[b], train)
+        Cell(suite, d, f, b, s, spec.data_seed, *settings(d, f, b))
         for d in datasets for f in flows for b in bases for s in seeds
     )
     measure_settings = {**MEASURE_DEFAULTS, **dict(spec.measure)}
@@ -157,7 +174,7 @@ def plan_run(
         measure_settings.update(references=False, logdet_dims=(), linear_channels=())
     kinds = {d: registry.spec("dataset", d).kind for d in datasets}
     return RunPlan(suite, datasets, flows, bases, seeds, spec.data_seed, train, flow_hparams,
-                   base_hparams, registry.extra_plugins, measure_settings, kinds, cells)
+                   base_hparams, registry.extra_plugins, measure_settings, kinds, {}, cells)
 
 
 # --- executing one cell (also inside worker processes) ------------------------------------------
@@ -196,8 +213,10 @@ def _finite_or_nan(value: float) -> float:
 
 
 def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
-             threads: int = 1, progress: bool = False, speed: bool = True) -> dict[str, Any]:
-    """Train and evaluate one cell; never raises for a failing cell (status ``failed``)."""
+             threads: int = 1, progress: bool = False, speed: bool = True,
+             timeout: float | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; never raises for a failing cell (status ``failed``).
+    ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``."""
     started = time.time()
     record: dict[str, Any] = {
         "cell_id": cell.cell_id, **asdict(cell), "status": "failed", "message": "",
@@ -213,8 +232,9 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
         torch.manual_seed(cell.seed)
         flow = build_cell_flow(asdict(cell), dataset, _worker_registry(plugins))
         record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+        remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
         result = fit(flow, dataset.train, dataset.val, TrainConfig(**cell.train), seed=cell.seed,
-                     progress=progress, description=cell.label())
+                     progress=progress, description=cell.label(), timeout=remaining)
         record.update(
             status=result.status, message=result.message, steps_done=result.steps_done,
             best_step=result.best_step, best_val_nll=result.best_val_nll,
@@ -292,13 +312,17 @@ def execute(
     retry_failed: bool = False,
     progress: bool = False,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
+    cell_timeout: float | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run every cell of ``plan`` not yet finished in ``store`` (and the reference baselines of
     datasets that lack them, when the plan asks for them); return all records of the plan.
 
     Each finished cell is appended to the store before the next one is reported, so an
     interruption (Ctrl-C, a crash) loses only the cells in flight. ``on_record(record, done,
-    total)`` is called after each cell.
+    total)`` is called after each cell. ``backend="dask"`` sends every cell to the Dask
+    scheduler at ``scheduler`` instead of ``jobs`` local processes.
     """
     done = {r["cell_id"]: r for r in store.records()}
     wanted = [c for c in plan.cells
@@ -311,10 +335,11 @@ def execute(
                   if name not in have and plan.dataset_kinds.get(name) == "vector"]
     models = str(store.models)
     speed = bool(plan.measure.get("speed", True))
-    tasks += [("cell", run_cell, (cell, models, plan.plugins, threads, False, speed))
+    tasks += [("cell", run_cell,
+               (cell, models, plan.plugins, threads, False, speed, cell_timeout))
               for cell in wanted]
     finished = len(plan.cells) - len(wanted)
-    for kind, result in _run_tasks(tasks, plan.plugins, jobs, progress):
+    for kind, result in run_tasks(tasks, plan.plugins, jobs, progress, backend, scheduler):
         if kind == "references":
             store.append_rows(REFERENCES, result)
             continue
@@ -327,11 +352,24 @@ def execute(
     return [done[c.cell_id] for c in plan.cells if c.cell_id in done]
 
 
-def _run_tasks(tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
-               plugins: tuple[str, ...], jobs: int, progress: bool
-               ) -> Iterator[tuple[str, Any]]:
-    """Run ``(kind, function, args)`` tasks here or in ``jobs`` spawned workers; yield
-    ``(kind, result)`` as each finishes."""
+BACKENDS = ("local", "dask")
+
+
+class BackendError(RuntimeError):
+    """The execution backend cannot be used (e.g. no Dask scheduler at that address)."""
+
+
+def run_tasks(tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
+              plugins: tuple[str, ...], jobs: int = 1, progress: bool = False,
+              backend: str = "local", scheduler: str | None = None
+              ) -> Iterator[tuple[str, Any]]:
+    """Run ``(kind, function, args)`` tasks here, in ``jobs`` spawned local workers, or on a
+    Dask cluster; yield ``(kind, result)`` as each finishes."""
+    if backend == "dask":
+        yield from _run_on_dask(tasks, scheduler)
+        return
+    if backend != "local":
+        raise BackendError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
     if jobs <= 1 or len(tasks) <= 1:
         for kind, function, args in tasks:
             if kind == "cell":  # only in-process cells can drive a per-step progress bar
@@ -349,6 +387,30 @@ def _run_tasks(tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
             yield pending[future], future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_on_dask(tasks: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
+                 scheduler: str | None) -> Iterator[tuple[str, Any]]:
+    """Each task becomes a Dask task on the cluster whose scheduler is at ``scheduler``.
+    Workers need flowbench (and any ``-p`` plugin file, at the same path) installed."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise BackendError("the dask backend needs dask.distributed: "
+                           "pip install 'flowbench-nf[dask]'") from None
+    if not scheduler:
+        raise BackendError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    try:
+        client = Client(scheduler, timeout=20)
+    except (OSError, TimeoutError) as error:
+        raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    try:
+        submitted = {client.submit(function, *args, pure=False): kind
+                     for kind, function, args in tasks}
+        for future in as_completed(submitted):
+            yield submitted[future], future.result()
+    finally:
+        client.close()
 
 
 def measure_costs(plan: RunPlan, store: RunStore, registry: Registry,
@@ -394,5 +456,6 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["Cell", "PlanError", "RunPlan", "UnknownNameError", "build_cell_flow", "default_jobs",
-           "execute", "measure_costs", "plan_run", "run_cell", "run_references"]
+__all__ = ["BACKENDS", "BackendError", "Cell", "PlanError", "RunPlan", "UnknownNameError",
+           "build_cell_flow", "default_jobs", "execute", "measure_costs", "plan_run", "run_cell",
+           "run_references", "run_tasks"]

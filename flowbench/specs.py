@@ -123,6 +123,8 @@ class SuiteSpec:
     suite. ``data_seed`` fixes the splits; ``seeds`` vary model initialisation and minibatches.
     ``measure`` overrides what is measured besides NLL (``flowbench.runner.MEASURE_DEFAULTS``:
     speed, references, logdet_dims, logdet_batch, logdet_repeats, linear_channels).
+    ``train_space`` proposes training settings (keys of ``TrainConfig``: lr, batch_size,
+    weight_decay, steps, ...) when tuning, like a flow's ``search_space``.
     """
 
     name: str
@@ -136,6 +138,7 @@ class SuiteSpec:
     base_hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data_seed: int = 0
     measure: Mapping[str, Any] = field(default_factory=dict)
+    train_space: SearchSpace | None = None
 
     def validate(self) -> None:
         from .train import TrainConfig  # local: specs stay importable without torch set-up cost
@@ -153,6 +156,8 @@ class SuiteSpec:
             raise SpecError(
                 f"suite {self.name!r}: unknown training settings {unknown}; valid: {sorted(valid)}"
             )
+        if self.train_space is not None and not callable(self.train_space):
+            raise SpecError(f"suite {self.name!r}: train_space must be callable or None")
         from .runner import MEASURE_DEFAULTS
 
         unknown = sorted(set(self.measure) - set(MEASURE_DEFAULTS))

@@ -60,7 +60,7 @@ class TrainConfig:
 class FitResult:
     """What happened during ``fit``; ``history`` holds one row per validation evaluation."""
 
-    status: str  # "ok" | "diverged"
+    status: str  # "ok" | "diverged" | "timeout"
     steps_done: int
     best_step: int
     best_val_nll: float
@@ -120,10 +120,13 @@ def fit(
     progress: bool = False,
     description: str = "train",
     on_eval: Callable[[dict[str, float]], None] | None = None,
+    timeout: float | None = None,
 ) -> FitResult:
     """Train ``flow`` in place by maximum likelihood and leave it at its best validation checkpoint.
 
     ``seed`` fixes the minibatch order (model initialisation is seeded by whoever built ``flow``).
+    ``timeout`` (seconds, checked every step) stops training with status ``timeout``; an
+    exception raised by ``on_eval`` (e.g. Optuna's ``TrialPruned``) propagates.
     ``on_eval`` is called with each history row (step, train_nll, val_nll, lr).
     """
     generator = torch.Generator().manual_seed(seed)
@@ -150,8 +153,13 @@ def fit(
                              history=history,
                              message="validation NLL is not finite at initialisation")
         start, eval_seconds = time.perf_counter(), 0.0
+        deadline = start + timeout if timeout is not None else float("inf")
         for step in range(1, config.steps + 1):
             step_start = time.perf_counter()
+            if step_start > deadline:
+                status = "timeout"
+                message = f"exceeded the time limit of {timeout:g} s at step {step}"
+                break
             if cursor + config.batch_size > order.shape[0]:
                 order, cursor = torch.randperm(train.shape[0], generator=generator), 0
             batch = train[order[cursor : cursor + config.batch_size]]

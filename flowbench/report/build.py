@@ -129,6 +129,23 @@ def _run_section(doc: Document, run: RunData, figures: dict[str, list[Path]],
     for path in figures.get("nll_spread", []):
         doc.figure(path, "Test NLL per seed; dashed: true entropy")
 
+    tuning = run.config.get("tuning") or {}
+    if tuning.get("studies"):
+        doc.heading("Tuning")
+        doc.text(f"Each cell was trained with the best trial of its Optuna study (storage "
+                 f"`{tuning['storage']}`), selected on validation NLL only.")
+        tables["tuning"] = pd.DataFrame([{
+            "study": name, "complete": study["complete"], "pruned": study["pruned"],
+            "failed": study["failed"], "best val NLL": study["best_val_nll"],
+            "chosen settings": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in {**study["flow_hparams"],
+                                                      **study["base_hparams"],
+                                                      **study["train"]}.items()),
+        } for name, study in tuning["studies"].items()]).set_index("study")
+        doc.table(tables["tuning"], floatfmt=".4f")
+        for path in figures.get("tuning", []):
+            doc.figure(path, path.stem.replace("_", " "))
+
     doc.heading("Speed")
     doc.text("Examples per second, median over the cells of each flow/base (IQR over cells); "
              "training throughput from the median optimisation step after warm-up.")

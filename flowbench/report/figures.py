@@ -902,7 +902,7 @@ def logdet_cost(run: RunData, out_dir: Path) -> list[Path]:
 
 #: figure kinds written by :func:`make_all`, in order
 FIGURE_KINDS = ("nll_spread", "speed_vs_nll", "learning_curves", "density_grid",
-                "samples_vs_data", "flow_steps", "logdet_cost")
+                "samples_vs_data", "flow_steps", "logdet_cost", "tuning")
 
 
 def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int = 200,
@@ -931,6 +931,7 @@ def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int =
         "samples_vs_data": [lambda d=d: samples_vs_data(run, d, out_dir, n=n) for d in datasets],
         "flow_steps": [lambda d=d: flow_steps(run, d, out_dir, n=n) for d in datasets],
         "logdet_cost": [lambda: logdet_cost(run, out_dir)],
+        "tuning": [lambda: tuning(run, out_dir)],
     }
     written: dict[str, list[Path]] = {}
     for kind in FIGURE_KINDS:
@@ -946,3 +947,96 @@ def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int =
                 warnings.warn(f"figure {kind} skipped: {type(error).__name__}: {error}",
                               stacklevel=2)
     return written
+
+
+# --- tuning (runs made with --tuned) -----------------------------------------------------------
+
+def _studies(run: RunData) -> list[Any]:
+    """The Optuna studies a ``--tuned`` run used, loaded from the storage its config names
+    (empty when the run was not tuned or the storage is out of reach)."""
+    tuning = run.config.get("tuning") or {}
+    if not tuning.get("studies"):
+        return []
+    import optuna
+
+    from ..tune import open_storage
+
+    try:
+        storage = open_storage(tuning["storage"])
+        return [optuna.load_study(study_name=name, storage=storage)
+                for name in tuning["studies"]]
+    except Exception as error:  # noqa: BLE001 - a missing storage only costs these figures
+        warnings.warn(f"tuning figures skipped: cannot open {tuning['storage']}: {error}",
+                      stacklevel=2)
+        return []
+
+
+def tuning_history_figure(studies: Sequence[Any]) -> Figure | None:
+    """Optuna's optimisation history per study: each trial's value and the best so far."""
+    import optuna
+
+    if not studies:
+        return None
+    columns = min(4, len(studies))
+    rows = math.ceil(len(studies) / columns)
+    with _style():
+        fig = _new_figure(2.3 * columns, 1.9 * rows)
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        for ax, study in zip(axes, studies):
+            complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            numbers = [t.number for t in complete]
+            values = [t.value for t in complete]
+            ax.scatter(numbers, values, s=8, color=DATA_COLOR, label="trial")
+            best = np.minimum.accumulate(values) if values else []
+            ax.step(numbers, best, where="post", color=MODEL_COLOR, label="best so far")
+            pruned = [t.number for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+            if pruned:
+                ax.scatter(pruned, [max(values or [0])] * len(pruned), marker="|",
+                           color="0.3", label="pruned")
+            if values:
+                low, high = min(values), float(np.quantile(values, 0.9))
+                ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
+            ax.set_title(study.study_name.split("/", 1)[-1], fontsize=6.5)
+            ax.set_xlabel("trial")
+            ax.set_ylabel("val NLL")
+        for ax in axes[len(studies):]:
+            ax.set_visible(False)
+        axes[0].legend(loc="upper right")
+        fig.suptitle("optimisation history (validation NLL; pruned trials at the top)")
+    return fig
+
+
+def tuning_importance_figure(studies: Sequence[Any]) -> Figure | None:
+    """Optuna's parameter importances (fANOVA) per study, as horizontal bars."""
+    import optuna
+
+    usable = [s for s in studies if sum(
+        t.state == optuna.trial.TrialState.COMPLETE for t in s.trials) >= 2]
+    if not usable:
+        return None
+    columns = min(4, len(usable))
+    rows = math.ceil(len(usable) / columns)
+    with _style():
+        fig = _new_figure(2.6 * columns, 2.0 * rows)
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        for ax, study in zip(axes, usable):
+            try:
+                importances = optuna.importance.get_param_importances(study, normalize=True)
+            except (RuntimeError, ValueError):  # e.g. every trial has the same parameters
+                importances = {}
+            names = list(importances)[::-1]
+            ax.barh(names, [importances[n] for n in names], color=MODEL_COLOR)
+            ax.set_xlim(0, 1)
+            ax.set_title(study.study_name.split("/", 1)[-1], fontsize=6.5)
+            ax.tick_params(axis="y", labelsize=5.5)
+        for ax in axes[len(usable):]:
+            ax.set_visible(False)
+        fig.suptitle("hyperparameter importance (Optuna fANOVA, share of variance)")
+    return fig
+
+
+def tuning(run: RunData, out_dir: Path) -> list[Path]:
+    """``tuning_history.png`` and ``tuning_importance.png`` for a ``--tuned`` run."""
+    studies = _studies(run)
+    return (_save(tuning_history_figure(studies), Path(out_dir) / "tuning_history.png")
+            + _save(tuning_importance_figure(studies), Path(out_dir) / "tuning_importance.png"))

@@ -18,6 +18,17 @@ REFERENCE = "Grathwohl et al. 2019 (FFJORD), arXiv:1810.01367; scikit-learn make
 TOY2D_TRAIN = {"steps": 2000, "batch_size": 256, "lr": 2e-3, "eval_every": 100}
 
 
+def toy2d_train_space(trial) -> dict:
+    """Training settings tuned alongside each flow: learning rate, batch size, weight decay and
+    the number of steps (around the default budget)."""
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512]),
+        "weight_decay": trial.suggest_categorical("weight_decay", [0.0, 1e-6, 1e-5, 1e-4]),
+        "steps": trial.suggest_categorical("steps", [1000, 2000, 3000]),
+    }
+
+
 @hookimpl
 def flowbench_register_datasets() -> list[DatasetSpec]:
     return [
@@ -41,6 +52,7 @@ def flowbench_register_suites() -> list[SuiteSpec]:
             bases=("normal", "bimodal"),
             seeds=(0, 1, 2),
             train=TOY2D_TRAIN,
+            train_space=toy2d_train_space,
         ),
         SuiteSpec(
             name="smoke",
@@ -57,5 +69,6 @@ def flowbench_register_suites() -> list[SuiteSpec]:
             # everything measured, at token sizes (the references are exercised elsewhere)
             measure={"references": False, "logdet_dims": (2, 4, 8), "logdet_repeats": 2,
                      "linear_channels": (4, 8, 16)},
+            train_space=lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True)},
         ),
     ]
