@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import functools
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -212,11 +213,13 @@ def _finite_or_nan(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
+def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
              threads: int = 1, progress: bool = False, speed: bool = True,
              timeout: float | None = None) -> dict[str, Any]:
     """Train and evaluate one cell; never raises for a failing cell (status ``failed``).
-    ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``."""
+    ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``.
+    With ``keep_model`` the trained state dict comes back (serialised) under ``MODEL_KEY``, so
+    whichever machine ran the cell, the run folder's owner saves it."""
     started = time.time()
     record: dict[str, Any] = {
         "cell_id": cell.cell_id, **asdict(cell), "status": "failed", "message": "",
@@ -256,8 +259,10 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
                 from .measure import throughput
 
                 record.update(throughput(flow, dataset.test))
-            if models_dir is not None:
-                _save_model(flow, Path(models_dir) / f"{cell.cell_id}.pt")
+            if keep_model:
+                buffer = io.BytesIO()
+                torch.save(flow.state_dict(), buffer)
+                record[MODEL_KEY] = buffer.getvalue()
     except Exception as error:  # noqa: BLE001 - a failing cell is recorded, the run goes on
         record["status"] = "failed"
         record["message"] = f"{type(error).__name__}: {error}"
@@ -268,10 +273,13 @@ def run_cell(cell: Cell, models_dir: str | None, plugins: tuple[str, ...] = (),
     return record
 
 
-def _save_model(flow: torch.nn.Module, path: Path) -> None:
+MODEL_KEY = "_model_state"
+
+
+def _save_model(state: bytes, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".pt.tmp")
-    torch.save(flow.state_dict(), tmp)
+    tmp.write_bytes(state)
     os.replace(tmp, path)
 
 
@@ -333,16 +341,17 @@ def execute(
         tasks += [("references", run_references, (name, plan.data_seed, plan.plugins, threads))
                   for name in plan.datasets
                   if name not in have and plan.dataset_kinds.get(name) == "vector"]
-    models = str(store.models)
     speed = bool(plan.measure.get("speed", True))
-    tasks += [("cell", run_cell,
-               (cell, models, plan.plugins, threads, False, speed, cell_timeout))
+    tasks += [("cell", run_cell, (cell, True, plan.plugins, threads, False, speed, cell_timeout))
               for cell in wanted]
     finished = len(plan.cells) - len(wanted)
     for kind, result in run_tasks(tasks, plan.plugins, jobs, progress, backend, scheduler):
         if kind == "references":
             store.append_rows(REFERENCES, result)
             continue
+        state = result.pop(MODEL_KEY, None)
+        if state is not None:  # the model first: a record on disk implies its model is there
+            _save_model(state, store.models / f"{result['cell_id']}.pt")
         record = jsonable(result)  # exactly what a later resume reads back (NaN -> None)
         store.append(record)
         done[record["cell_id"]] = record
