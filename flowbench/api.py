@@ -76,8 +76,9 @@ def build_flow(
     _check_known("base", base, base_spec.defaults, base_kwargs)
     event_shape = tuple(int(d) for d in event_shape)
     transform = flow_spec.build(event_shape, **flow_kwargs)
-    distribution = base_spec.build(event_shape, **base_kwargs)
-    return Flow(transform, distribution, preprocessing)
+    latent_shape = transform.output_shape(event_shape)
+    distribution = base_spec.build(latent_shape, **base_kwargs)
+    return Flow(transform, distribution, preprocessing, event_shape=event_shape)
 
 
 def load_dataset(name: str, seed: int = 0, registry: Registry | None = None) -> Dataset:

@@ -31,7 +31,10 @@ class Distribution(nn.Module):
     def log_prob(self, z: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        """``n`` draws; ``temperature`` scales the Gaussian noise (Glow's "temperature": below 1
+        it trades diversity for typical samples)."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def _randn(self, n: int, generator: torch.Generator | None) -> Tensor:
@@ -53,8 +56,9 @@ class StandardNormal(Distribution):
     def log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * (_flat(z) ** 2).sum(dim=1) - 0.5 * self.dim * LOG_2PI
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return self._randn(n, generator)
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        return temperature * self._randn(n, generator)
 
 
 class DiagonalNormal(Distribution):
@@ -69,8 +73,9 @@ class DiagonalNormal(Distribution):
         u = _flat((z - self.loc) * torch.exp(-self.log_scale))
         return -0.5 * (u**2).sum(dim=1) - self.log_scale.sum() - 0.5 * self.dim * LOG_2PI
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return self.loc + torch.exp(self.log_scale) * self._randn(n, generator)
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        return self.loc + temperature * torch.exp(self.log_scale) * self._randn(n, generator)
 
 
 class GaussianMixture(Distribution):
@@ -106,12 +111,13 @@ class GaussianMixture(Distribution):
         log_weights = torch.log_softmax(self.logits, dim=0)
         return torch.logsumexp(self.component_log_prob(z) + log_weights, dim=1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
         weights = torch.softmax(self.logits.detach().cpu(), dim=0)
         index = torch.multinomial(weights, n, replacement=True, generator=generator)
         index = index.to(self.means.device)
         eps = _flat(self._randn(n, generator))
-        flat = self.means[index] + torch.exp(self.log_scales[index]) * eps
+        flat = self.means[index] + temperature * torch.exp(self.log_scales[index]) * eps
         return flat.reshape(n, *self.event_shape)
 
 

@@ -21,13 +21,16 @@ class Flow(nn.Module):
     """
 
     def __init__(
-        self, transform: Transform, base: Distribution, preprocessing: Transform | None = None
+        self, transform: Transform, base: Distribution, preprocessing: Transform | None = None,
+        event_shape: tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.transform = transform
         self.base = base
         self.preprocessing = preprocessing
-        self.event_shape = base.event_shape
+        #: the data's event shape; the latent's is ``base.event_shape`` (they differ when the
+        #: transform reshapes, e.g. a multiscale architecture that flattens its latents)
+        self.event_shape = tuple(event_shape) if event_shape is not None else base.event_shape
 
     def layers(self) -> list[Transform]:
         """Every leaf layer, preprocessing first, in forward (data -> latent) order."""
@@ -52,9 +55,13 @@ class Flow(nn.Module):
         z, logabsdet = self(x)
         return self.base.log_prob(z) + logabsdet
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws from the model; pass a seeded ``generator`` for reproducible samples."""
-        return self.inverse(self.base.sample(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        """``n`` draws from the model; pass a seeded ``generator`` for reproducible samples.
+        ``temperature`` < 1 samples the base with reduced noise (as in Glow's figures)."""
+        if temperature == 1.0:  # bases from plugins need not know about temperatures
+            return self.inverse(self.base.sample(n, generator))
+        return self.inverse(self.base.sample(n, generator, temperature))
 
     def forward_steps(self, x: Tensor) -> list[tuple[str, Tensor]]:
         """``[("data", x), (layer, output), ...]``: data pushed towards the latent, layer by layer."""

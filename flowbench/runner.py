@@ -27,10 +27,11 @@ import torch
 from .api import build_flow, load_dataset
 from .data.dataset import Dataset
 from .flow import Flow
-from .layers.elementwise import FixedAffine
+from .layers.base import Compose, Transform
+from .layers.elementwise import FixedAffine, Logit
 from .registry import Registry, UnknownNameError, get_registry
 from .store import RunStore, jsonable
-from .train import TrainConfig, evaluate_nll, fit
+from .train import DEQUANTISE_SEEDS, TrainConfig, evaluate_nll, fit
 
 
 #: what ``flowbench run`` measures besides NLL unless the suite says otherwise (SuiteSpec.measure)
@@ -61,10 +62,13 @@ class Cell:
     flow_hparams: Mapping[str, Any]
     base_hparams: Mapping[str, Any]
     train: Mapping[str, Any]
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cell_id(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k != "suite"}
+        # an empty preprocessing (the default) is left out, so ids of earlier runs still match
+        identity = {k: v for k, v in asdict(self).items()
+                    if k != "suite" and not (k == "preprocessing" and not v)}
         digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.flow}-{self.base}-s{self.seed}-{digest}"
 
@@ -166,8 +170,13 @@ def plan_run(
         return ({**flow_hparams[f], **best["flow_hparams"]},
                 {**base_hparams[b], **best["base_hparams"]}, tuned_train)
 
+    preprocessing = dict(spec.preprocessing)
+    unknown = sorted(set(preprocessing) - set(PREPROCESSING_DEFAULTS))
+    if unknown:
+        raise PlanError(f"suite {suite!r}: unknown preprocessing options {unknown}; valid: "
+                        f"{sorted(PREPROCESSING_DEFAULTS)}")
     cells = tuple(
-        Cell(suite, d, f, b, s, spec.data_seed, *settings(d, f, b))
+        Cell(suite, d, f, b, s, spec.data_seed, *settings(d, f, b), preprocessing)
         for d in datasets for f in flows for b in bases for s in seeds
     )
     measure_settings = {**MEASURE_DEFAULTS, **dict(spec.measure)}
@@ -199,12 +208,31 @@ def _oracle_test_nll(name: str, data_seed: int, plugins: tuple[str, ...]) -> flo
         return float(-dataset.log_prob(dataset.test.double()).mean())
 
 
+PREPROCESSING_DEFAULTS = {"logit": True, "alpha": 0.05}
+
+
+def preprocessing_for(dataset: Dataset, options: Mapping[str, Any] | None = None) -> Transform:
+    """The fixed layers in front of every flow, log-dets included so NLL stays in data units:
+    continuous data are standardised with the training split's statistics; discrete data
+    (``levels``) are rescaled from [0, levels) to [0, 1) and, by default, logit-transformed."""
+    options = {**PREPROCESSING_DEFAULTS, **(options or {})}
+    unknown = sorted(set(options) - set(PREPROCESSING_DEFAULTS))
+    if unknown:
+        raise PlanError(f"unknown preprocessing options {unknown}; valid: "
+                        f"{sorted(PREPROCESSING_DEFAULTS)}")
+    if dataset.levels is None:
+        return FixedAffine.standardize(dataset.train)
+    shape = dataset.event_shape
+    rescale = FixedAffine(torch.zeros(shape), torch.full(shape, float(dataset.levels)))
+    return Compose([rescale, Logit(options["alpha"])]) if options["logit"] else rescale
+
+
 def build_cell_flow(cell: Mapping[str, Any], dataset: Dataset, registry: Registry) -> Flow:
     """The (untrained) flow of a cell, given as a ``Cell`` or its record: the suite's flow and
-    base with the cell's hyperparameters, behind a standardisation fitted on the training split."""
+    base with the cell's hyperparameters, behind the dataset's preprocessing."""
     return build_flow(
         cell["flow"], cell["base"], dataset.event_shape,
-        preprocessing=FixedAffine.standardize(dataset.train),
+        preprocessing=preprocessing_for(dataset, cell.get("preprocessing")),
         flow_hparams=cell["flow_hparams"], base_hparams=cell["base_hparams"], registry=registry,
     )
 
@@ -236,8 +264,10 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         flow = build_cell_flow(asdict(cell), dataset, _worker_registry(plugins))
         record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
         remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
+        discrete = dataset.levels is not None
         result = fit(flow, dataset.train, dataset.val, TrainConfig(**cell.train), seed=cell.seed,
-                     progress=progress, description=cell.label(), timeout=remaining)
+                     progress=progress, description=cell.label(), timeout=remaining,
+                     dequantise=discrete)
         record.update(
             status=result.status, message=result.message, steps_done=result.steps_done,
             best_step=result.best_step, best_val_nll=result.best_val_nll,
@@ -249,8 +279,12 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         )
         if result.status == "ok":
             batch = TrainConfig(**cell.train).eval_batch_size
+            dims = math.prod(dataset.event_shape)
             for split, data in dataset.splits().items():
-                record[f"{split}_nll"] = _finite_or_nan(evaluate_nll(flow, data, batch))
+                noise = DEQUANTISE_SEEDS[split] if discrete else None
+                record[f"{split}_nll"] = _finite_or_nan(evaluate_nll(flow, data, batch, noise))
+                if discrete:  # bits per dimension of the original discrete data
+                    record[f"{split}_bpd"] = record[f"{split}_nll"] / (dims * math.log(2))
             record["gap"] = record["test_nll"] - record["oracle_test_nll"]
             if not math.isfinite(record["test_nll"]):
                 record.update(status="diverged",
@@ -340,7 +374,7 @@ def execute(
         have = {row["dataset"] for row in store.rows(REFERENCES) if row.get("status") == "ok"}
         tasks += [("references", run_references, (name, plan.data_seed, plan.plugins, threads))
                   for name in plan.datasets
-                  if name not in have and plan.dataset_kinds.get(name) == "vector"]
+                  if name not in have and plan.dataset_kinds.get(name) in ("vector", "image")]
     speed = bool(plan.measure.get("speed", True))
     tasks += [("cell", run_cell, (cell, True, plan.plugins, threads, False, speed, cell_timeout))
               for cell in wanted]

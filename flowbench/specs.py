@@ -40,6 +40,7 @@ def _check_builder(spec: Any, kind: str, attribute: str) -> None:
 
 #: ``search_space(trial) -> {hyperparameter: value}``: suggests values with an Optuna trial's
 #: ``suggest_int`` / ``suggest_float`` / ``suggest_categorical``; every key must be in ``defaults``.
+#: It may take a second argument, the data's ``event_shape``, to tune per data kind.
 SearchSpace = Callable[[Any], Mapping[str, Any]]
 
 
@@ -124,7 +125,9 @@ class SuiteSpec:
     ``measure`` overrides what is measured besides NLL (``flowbench.runner.MEASURE_DEFAULTS``:
     speed, references, logdet_dims, logdet_batch, logdet_repeats, linear_channels).
     ``train_space`` proposes training settings (keys of ``TrainConfig``: lr, batch_size,
-    weight_decay, steps, ...) when tuning, like a flow's ``search_space``.
+    weight_decay, steps, ...) when tuning, like a flow's ``search_space``. ``preprocessing``
+    overrides how discrete (image) data enter the flows (``flowbench.runner.
+    PREPROCESSING_DEFAULTS``: ``logit``, ``alpha``); continuous data are always standardised.
     """
 
     name: str
@@ -139,6 +142,7 @@ class SuiteSpec:
     data_seed: int = 0
     measure: Mapping[str, Any] = field(default_factory=dict)
     train_space: SearchSpace | None = None
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         from .train import TrainConfig  # local: specs stay importable without torch set-up cost

@@ -79,9 +79,24 @@ class FitResult:
         return self.batch_size / median if median > 0 else float("nan")
 
 
+def dequantised(data: Tensor, seed: int) -> Tensor:
+    """``data + u`` with ``u ~ U[0, 1)`` fixed by ``seed``: integer-valued data made continuous,
+    so a density on it bounds the discrete likelihood (Theis, van den Oord & Bethge 2016)."""
+    generator = torch.Generator().manual_seed(seed)
+    return data + torch.rand(data.shape, generator=generator, dtype=data.dtype)
+
+
+#: noise seeds of the fixed dequantisation of validation / test data
+DEQUANTISE_SEEDS = {"train": 1000, "val": 1001, "test": 1002}
+
+
 @torch.no_grad()
-def evaluate_nll(flow: Flow, data: Tensor, batch_size: int = 8192) -> float:
-    """Mean negative log-likelihood of ``data`` in nats per example (eval mode, float64 sum)."""
+def evaluate_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
+                 noise_seed: int | None = None) -> float:
+    """Mean negative log-likelihood of ``data`` in nats per example (eval mode, float64 sum).
+    With ``noise_seed`` the data are first dequantised with that fixed noise."""
+    if noise_seed is not None:
+        data = dequantised(data, noise_seed)
     was_training = flow.training
     flow.eval()
     total = torch.zeros((), dtype=torch.float64)
@@ -121,24 +136,28 @@ def fit(
     description: str = "train",
     on_eval: Callable[[dict[str, float]], None] | None = None,
     timeout: float | None = None,
+    dequantise: bool = False,
 ) -> FitResult:
     """Train ``flow`` in place by maximum likelihood and leave it at its best validation checkpoint.
 
     ``seed`` fixes the minibatch order (model initialisation is seeded by whoever built ``flow``).
     ``timeout`` (seconds, checked every step) stops training with status ``timeout``; an
-    exception raised by ``on_eval`` (e.g. Optuna's ``TrialPruned``) propagates.
+    exception raised by ``on_eval`` (e.g. Optuna's ``TrialPruned``) propagates. With
+    ``dequantise`` (integer-valued data) every minibatch gets fresh uniform noise and the
+    validation split a fixed draw.
     ``on_eval`` is called with each history row (step, train_nll, val_nll, lr).
     """
     generator = torch.Generator().manual_seed(seed)
     flow.train()
     with torch.no_grad():  # data-dependent initialisation (actnorm) on a generous batch
         init = torch.randperm(train.shape[0], generator=generator)[: config.init_batch_size]
-        flow(train[init])
+        flow(dequantised(train[init], seed) if dequantise else train[init])
+    val_seed = DEQUANTISE_SEEDS["val"] if dequantise else None
 
     optimizer = _adam(flow, config)
     scheduler = _schedule(optimizer, config)
     history: list[dict[str, float]] = []
-    best_val, best_step = evaluate_nll(flow, val, config.eval_batch_size), 0
+    best_val, best_step = evaluate_nll(flow, val, config.eval_batch_size, val_seed), 0
     best_state = copy.deepcopy(flow.state_dict())
     history.append({"step": 0, "train_nll": float("nan"), "val_nll": best_val, "lr": config.lr})
     status, message, evals_since_best = "ok", "", 0
@@ -163,6 +182,8 @@ def fit(
             if cursor + config.batch_size > order.shape[0]:
                 order, cursor = torch.randperm(train.shape[0], generator=generator), 0
             batch = train[order[cursor : cursor + config.batch_size]]
+            if dequantise:
+                batch = batch + torch.rand(batch.shape, generator=generator, dtype=batch.dtype)
             cursor += config.batch_size
 
             loss = -flow.log_prob(batch).mean()
@@ -184,7 +205,7 @@ def fit(
 
             if step % config.eval_every == 0 or step == config.steps:
                 eval_start = time.perf_counter()
-                val_nll = evaluate_nll(flow, val, config.eval_batch_size)
+                val_nll = evaluate_nll(flow, val, config.eval_batch_size, val_seed)
                 row = {"step": step, "train_nll": running / running_count, "val_nll": val_nll,
                        "lr": optimizer.param_groups[0]["lr"]}
                 history.append(row)

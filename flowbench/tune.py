@@ -16,9 +16,11 @@ requested number of finished trials; concurrent tuners share that budget.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -81,6 +83,15 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     return parts
 
 
+def suggest(space: Any, trial: Any, event_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Call a ``search_space``: ``space(trial)``, or ``space(trial, event_shape)`` when it takes
+    the data's event shape (flows with vector and image forms tune different settings)."""
+    if space is None:
+        return {}
+    parameters = inspect.signature(space).parameters
+    return dict(space(trial, event_shape) if len(parameters) >= 2 else space(trial))
+
+
 def _pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
@@ -109,6 +120,7 @@ class StudyTask:
     trials: int
     timeout: float | None = None
     pruner: str = "median"
+    preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -126,7 +138,7 @@ def study_tasks(plan: RunPlan, storage: str, trials: int, timeout: float | None 
     return [
         StudyTask(plan.suite, d, f, b, plan.seeds[0], plan.data_seed, plan.train,
                   plan.flow_hparams[f], plan.base_hparams[b], plan.plugins, storage, trials,
-                  timeout, pruner)
+                  timeout, pruner, plan.cells[0].preprocessing if plan.cells else {})
         for d, f, b in combos for _ in range(copies)
     ]
 
@@ -171,16 +183,17 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
     existing = sum(t.state in FINISHED for t in study.trials)
 
     def objective(trial: optuna.Trial) -> float:
-        flow_hparams = {**task.flow_hparams, **(dict(flow_spec.search_space(
-            _Prefixed(trial, "flow."))) if flow_spec.search_space else {})}
-        base_hparams = {**task.base_hparams, **(dict(base_spec.search_space(
-            _Prefixed(trial, "base."))) if base_spec.search_space else {})}
+        shape = dataset.event_shape
+        flow_hparams = {**task.flow_hparams,
+                        **suggest(flow_spec.search_space, _Prefixed(trial, "flow."), shape)}
+        base_hparams = {**task.base_hparams,
+                        **suggest(base_spec.search_space, _Prefixed(trial, "base."), shape)}
         train = {**task.train, **(dict(train_space(_Prefixed(trial, "train.")))
                                   if train_space else {})}
         torch.manual_seed(task.seed)
         flow = build_cell_flow({"flow": task.flow, "base": task.base,
-                                "flow_hparams": flow_hparams, "base_hparams": base_hparams},
-                               dataset, registry)
+                                "flow_hparams": flow_hparams, "base_hparams": base_hparams,
+                                "preprocessing": task.preprocessing}, dataset, registry)
 
         config = TrainConfig(**train)
 
@@ -193,7 +206,8 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
                     raise optuna.TrialPruned(f"pruned at step {step}")
 
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        result = fit(flow, dataset.train, dataset.val, config, seed=task.seed, on_eval=report)
+        result = fit(flow, dataset.train, dataset.val, config, seed=task.seed, on_eval=report,
+                     dequantise=dataset.levels is not None)
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("steps_done", result.steps_done)
         if result.status != "ok":

@@ -144,7 +144,7 @@ def test_ctrl_c_saves_and_reports(tmp_path: Path) -> None:
     (["run", "--suite", "smoke", "--flows", "realnpv"],
      "unknown flow 'realnpv'; valid choices: glow, nice, realnvp; did you mean 'realnvp'?"),
     (["run", "--suite", "smoke", "--bases", "bimodel"], "did you mean 'bimodal'?"),
-    (["run", "--suite", "toy2"], "unknown suite 'toy2'; valid choices: smoke, toy2d"),
+    (["run", "--suite", "toy2"], "unknown suite 'toy2'; valid choices: digits, digits-smoke, smoke, toy2d"),
     (["run", "--suite", "smoke", "--datasets", "two_moon"], "did you mean 'two_moons'?"),
     (["run", "--suite", "smoke", "--seeds", "a,b"], "--seeds takes integers"),
     (["run", "--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),

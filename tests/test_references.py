@@ -1,5 +1,6 @@
-"""Reference rows (gaussian, gmm, kde): right densities in the original space, selection by
-validation only, honest NLLs, deterministic, well-formed table and errors."""
+"""Reference rows (gaussian, gmm, kde for vectors; histogram, gaussian, gmm for images): right
+densities in the original space, selection by validation only, honest NLLs, deterministic,
+well-formed table and errors."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from scipy.stats import multivariate_normal
 from flowbench.data.dataset import Dataset
 from flowbench.data.toy2d import load_toy2d
 from flowbench.references import (
-    COLUMNS, REFERENCE_METHODS, _StandardisedKDE, fit_reference, kde_bandwidth_grid, nll,
-    reference_nlls, scott_factor,
+    COLUMNS, HISTOGRAM_ALPHAS, IMAGE_COLUMNS, IMAGE_GAUSSIAN_RIDGES, IMAGE_REFERENCE_METHODS,
+    REFERENCE_METHODS, REFERENCE_METHODS_BY_KIND, _StandardisedKDE, dequantised_splits,
+    fit_reference, image_gmm_candidates, kde_bandwidth_grid, nll, reference_nlls, scott_factor,
 )
 
 
@@ -243,3 +245,185 @@ def test_non_vector_data_is_refused_naming_the_kind(moons):
         reference_nlls(images)
     with pytest.raises(ValueError, match=r"vector"):
         fit_reference(images, "gaussian")
+
+
+# --- image data: digits ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    from flowbench.data.images import load_digits
+
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def digits_table(digits):
+    return reference_nlls(digits)
+
+
+def _histogram_nll(train: np.ndarray, x: np.ndarray, alpha: float, levels: int) -> float:
+    """Independent categorical per pixel, add-alpha counts: the NLL by explicit counting."""
+    n, dim = train.shape
+    total = 0.0
+    for d in range(dim):
+        counts = np.array([(train[:, d] == v).sum() for v in range(levels)], dtype=float)
+        p = (counts + alpha) / (n + levels * alpha)
+        total -= np.log(p[x[:, d].astype(int)]).sum()
+    return total / len(x)
+
+
+def test_image_table_columns_and_bpd(digits, digits_table):
+    assert tuple(digits_table.columns) == IMAGE_COLUMNS == COLUMNS + (
+        "train_bpd", "val_bpd", "test_bpd")
+    assert list(digits_table["method"]) == list(IMAGE_REFERENCE_METHODS) == [
+        "histogram", "gaussian", "gmm"]
+    assert REFERENCE_METHODS_BY_KIND == {"vector": REFERENCE_METHODS,
+                                         "image": IMAGE_REFERENCE_METHODS}
+    dim_ln2 = 64 * math.log(2)
+    for _, row in digits_table.iterrows():
+        assert isinstance(json.loads(row["params"]), dict)
+        assert row["selection"] and "\n" not in row["selection"]
+        for split in ("train", "val", "test"):
+            bpd = row[f"{split}_bpd"]
+            assert row[f"{split}_nll"] / dim_ln2 == pytest.approx(bpd, rel=1e-12)
+            # Finite, and better than the uniform distribution over the 17 levels.
+            assert np.isfinite(bpd) and 0 < bpd < math.log2(17), (row["method"], split)
+    table = digits_table.set_index("method")
+    # A mixture is at least about as good as one Gaussian.
+    for split in ("val", "test"):
+        assert table.loc["gmm", f"{split}_bpd"] < table.loc["gaussian", f"{split}_bpd"] + 0.02
+    for method in ("gaussian", "gmm"):
+        assert "upper bound" in table.loc[method, "selection"]
+    assert "exact" in table.loc["histogram", "selection"]
+
+
+def test_histogram_is_an_exact_count_based_nll(digits, digits_table):
+    row = digits_table.set_index("method").loc["histogram"]
+    alpha = json.loads(row["params"])["alpha"]
+    train = digits.train.reshape(len(digits.train), -1).numpy()
+    for split in ("train", "val", "test"):
+        x = digits.splits()[split].reshape(-1, 64).numpy()
+        assert row[f"{split}_nll"] == pytest.approx(_histogram_nll(train, x, alpha, 17),
+                                                    rel=1e-12)
+
+
+def test_histogram_alpha_is_the_val_best(digits):
+    fitted = fit_reference(digits, "histogram")
+    assert not fitted.dequantised
+    assert set(fitted.search) == set(HISTOGRAM_ALPHAS)
+    train = digits.train.reshape(-1, 64).numpy()
+    val = digits.val.reshape(-1, 64).numpy()
+    brute = {a: _histogram_nll(train, val, a, 17) for a in HISTOGRAM_ALPHAS}
+    for alpha in HISTOGRAM_ALPHAS:
+        assert fitted.search[alpha] == pytest.approx(brute[alpha], rel=1e-12)
+    assert fitted.params["alpha"] == min(brute, key=brute.get)
+    assert fitted.val_nll == min(fitted.search.values())
+    # Smoothing is needed: some val pixel takes a value no train image has at that pixel, so the
+    # unsmoothed (maximum-likelihood) histogram gives val an infinite NLL.
+    unseen = [(val[:, d][:, None] != np.unique(train[:, d])[None, :]).all(1).any()
+              for d in range(64)]
+    assert any(unseen)
+
+
+def test_image_gaussian_is_the_ridged_mle_of_dequantised_data(digits, digits_table):
+    fitted = fit_reference(digits, "gaussian")
+    assert fitted.dequantised
+    data = dequantised_splits(digits, seed=0)
+    train = data.dequantised["train"]
+    ridge = fitted.params["ridge"]
+    assert ridge in IMAGE_GAUSSIAN_RIDGES and ridge == min(fitted.search, key=fitted.search.get)
+    mle = multivariate_normal(train.mean(0), np.cov(train.T, bias=True) + ridge * np.eye(64))
+    x = data.dequantised["test"][:50]
+    np.testing.assert_allclose(fitted.log_prob(x), mle.logpdf(x), rtol=0, atol=1e-8)
+    row = digits_table.set_index("method").loc["gaussian"]
+    assert row["test_nll"] == pytest.approx(-mle.logpdf(data.dequantised["test"]).mean())
+
+
+def test_dequantised_splits_are_seeded_and_inside_each_bin(digits):
+    a, b, c = (dequantised_splits(digits, seed=s) for s in (0, 0, 1))
+    for split in ("train", "val", "test"):
+        x = digits.splits()[split].reshape(-1, 64).numpy()
+        np.testing.assert_array_equal(a.discrete[split], x)
+        u = a.dequantised[split] - x
+        assert u.min() >= 0 and u.max() < 1 and 0.45 < u.mean() < 0.55
+        np.testing.assert_array_equal(a.dequantised[split], b.dequantised[split])
+        assert not np.array_equal(a.dequantised[split], c.dequantised[split])
+    assert not np.array_equal(a.dequantised["val"] - a.discrete["val"],
+                              a.dequantised["test"][:300] - a.discrete["test"][:300])
+
+
+def test_image_gmm_selection(digits_table):
+    row = digits_table.set_index("method").loc["gmm"]
+    params = json.loads(row["params"])
+    candidates = image_gmm_candidates(1197, 64)
+    assert (params["covariance_type"], params["reg_covar"]) in candidates
+    assert params["n_components"] in candidates[(params["covariance_type"], params["reg_covar"])]
+    # digits is small enough for full covariances; the work cap leaves MNIST / CIFAR to diag.
+    assert {c for c, _ in candidates} == {"full", "diag"}
+    assert {c for c, _ in image_gmm_candidates(50000, 784)} == {"diag"}
+    assert max(k for ks in image_gmm_candidates(45000, 3072).values() for k in ks) <= 16
+
+
+def test_image_references_deterministic(digits, digits_table):
+    again = reference_nlls(digits, seed=0, methods=("histogram", "gmm"))
+    cols = [c for c in IMAGE_COLUMNS if c != "fit_seconds"]
+    expected = digits_table[digits_table["method"] != "gaussian"][cols].reset_index(drop=True)
+    assert again[cols].equals(expected)
+
+
+# --- image data: a 1-pixel image whose discrete likelihood is exact ------------------------------
+
+
+def test_dequantised_gaussian_nll_bounds_its_discrete_nll():
+    from scipy.stats import norm
+
+    levels, sizes = 6, (3000, 1000, 20000)
+    rng = np.random.default_rng(3)
+    p = np.array([0.05, 0.2, 0.3, 0.25, 0.15, 0.05])
+    splits = [torch.as_tensor(rng.choice(levels, size=(n, 1, 1, 1), p=p), dtype=torch.float32)
+              for n in sizes]
+    data = Dataset(name="pixel", train=splits[0], val=splits[1], test=splits[2],
+                   event_shape=(1, 1, 1), kind="image", levels=levels)
+    table = reference_nlls(data, methods=("histogram", "gaussian")).set_index("method")
+    entropy = float(-(p * np.log(p)).sum())
+    # The histogram is the true model here: within Monte Carlo error of the entropy.
+    assert abs(table.loc["histogram", "test_nll"] - entropy) < 4 * 1.3 / math.sqrt(20000)
+    # The Gaussian's exact discrete NLL, -log of its mass on each unit bin, is at most its
+    # dequantised NLL (Jensen), which is what the table reports.
+    fitted = fit_reference(data, "gaussian")
+    sd = math.exp(0.5 * fitted.params["logdet_covariance"])  # in 1-D, logdet = log variance
+    centre = dequantised_splits(data).dequantised["train"].mean()
+    x = data.test.reshape(-1).double().numpy()
+    mass = norm.cdf(x + 1, centre, sd) - norm.cdf(x, centre, sd)
+    discrete_nll = float(-np.log(mass).mean())
+    assert discrete_nll <= table.loc["gaussian", "test_nll"]
+    assert table.loc["gaussian", "test_nll"] - discrete_nll < 0.1
+    assert table.loc["histogram", "test_nll"] < discrete_nll
+
+
+# --- image data: errors --------------------------------------------------------------------------
+
+
+def test_methods_not_offered_for_a_kind_are_refused(digits, moons):
+    with pytest.raises(ValueError,
+                       match=r"'kde'.*not available for image.*histogram, gaussian, gmm"):
+        reference_nlls(digits, methods=("histogram", "kde"))
+    with pytest.raises(ValueError, match=r"'kde'.*image"):
+        fit_reference(digits, "kde")
+    with pytest.raises(ValueError, match=r"'nope'.*image data: histogram, gaussian, gmm"):
+        reference_nlls(digits, methods="nope")
+    with pytest.raises(ValueError, match=r"'histogram'.*vector.*gaussian, gmm, kde"):
+        reference_nlls(moons, methods=("histogram",))
+
+
+def test_image_data_must_hold_integer_levels(digits):
+    scaled = dataclasses.replace(digits, train=digits.train / 16)
+    with pytest.raises(ValueError, match=r"train split must hold the integer pixel values 0..16"):
+        reference_nlls(scaled, methods=("histogram",))
+    too_high = dataclasses.replace(digits, levels=10)
+    with pytest.raises(ValueError, match=r"0..9"):
+        reference_nlls(too_high, methods=("gaussian",))
+    wrong_shape = dataclasses.replace(digits, event_shape=(64,))
+    with pytest.raises(ValueError, match=r"event_shape"):
+        fit_reference(wrong_shape, "histogram")

@@ -71,10 +71,10 @@ def test_nll_tables_match_the_raw_records(tiny: Path, tiny_report) -> None:
     assert ranked.loc[best, "rank"] == 1
     # the best is bold in the markdown table, and only it
     text = tiny_report.markdown.read_text()
-    table_line = next(line for line in text.splitlines() if line.startswith("| tiny_moons"))
+    table_line = next(line for line in text.splitlines() if line.startswith("| tiny_moons | nats"))
     assert table_line.count("**") == 2
     cells = [c.strip() for c in table_line.strip("|").split("|")]
-    header = next(line for line in text.splitlines() if line.startswith("| dataset | nice"))
+    header = next(line for line in text.splitlines() if line.startswith("| dataset | unit |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert cells[columns.index(best)].startswith("**")
     assert "mean rank" in text

@@ -17,6 +17,10 @@ class Dataset:
     float64 ``(N,)`` out), so a model's test NLL can be compared with the best achievable.
     ``entropy`` is the generating density's differential entropy in nats. ``oracle_method`` and
     ``entropy_method`` say how each was obtained ("closed form", "quadrature ...").
+
+    ``levels`` marks discrete data (e.g. pixel intensities ``0..levels-1``): training adds
+    uniform dequantisation noise, and NLL is also reported in bits per dimension of the original
+    discrete data.
     """
 
     name: str
@@ -31,6 +35,7 @@ class Dataset:
     entropy_method: str | None = None
     description: str = ""
     info: dict = field(default_factory=dict)
+    levels: int | None = None
 
     @property
     def has_oracle(self) -> bool:

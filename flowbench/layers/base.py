@@ -24,6 +24,11 @@ class Transform(nn.Module):
     def inverse(self, z: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Event shape of ``forward``'s output for inputs of ``input_shape`` (same by default;
+        reshaping layers such as squeeze or a multiscale factor-out override this)."""
+        return tuple(input_shape)
+
 
 class Compose(Transform):
     """Apply transforms in order (data -> latent); the log-dets add up."""
@@ -49,6 +54,12 @@ class Compose(Transform):
         for transform in reversed(self.transforms):
             z = transform.inverse(z)
         return z
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = tuple(input_shape)
+        for transform in self.transforms:
+            shape = transform.output_shape(shape)
+        return shape
 
     def forward_steps(self, x: Tensor) -> list[tuple[str, Tensor, Tensor]]:
         """``[(layer name, output, that layer's logabsdet), ...]`` in forward order."""

@@ -8,9 +8,12 @@
   initialisation that makes the first batch zero-mean, unit-variance per feature.
 - ``FixedAffine`` — a non-trainable element-wise affine map, used for preprocessing (e.g.
   standardising data) so its log-det still counts and NLL stays in the original data space.
+- ``Logit`` — RealNVP's logit transform of [0, 1]-valued data, with its log-det.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -96,3 +99,30 @@ class FixedAffine(Transform):
 
     def inverse(self, z: Tensor) -> Tensor:
         return z * torch.exp(self.log_scale) + self.loc
+
+
+class Logit(Transform):
+    """``z = logit(alpha + (1 - 2 alpha) x)`` element-wise, for data in [0, 1].
+
+    The logit transform RealNVP applies to (dequantised, rescaled) pixels (Dinh et al. 2017,
+    section 4.1): it maps the bounded data to the real line; ``alpha`` keeps the ends finite.
+    Its log-det counts, so NLL stays in the data's original units.
+    """
+
+    def __init__(self, alpha: float = 0.05):
+        super().__init__()
+        if not 0 <= alpha < 0.5:
+            raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        q = self.alpha + (1 - 2 * self.alpha) * x
+        z = torch.log(q) - torch.log1p(-q)
+        logabsdet = math.log(1 - 2 * self.alpha) - torch.log(q) - torch.log1p(-q)
+        return z, logabsdet.reshape(x.shape[0], -1).sum(dim=1)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"

@@ -173,6 +173,8 @@ def _run_section(doc: Document, run: RunData, figures: dict[str, list[Path]],
             ("samples_vs_data", "samples", "model samples over test data"),
             ("learning_curves", "learning_curves", "training (dashed) and validation NLL"),
             ("flow_steps", "flow_steps", "base samples after k steps of flow"),
+            ("image_samples", "image_samples", "samples at temperatures 1 and 0.7 beside real "
+             "images"),
         ):
             for path in figures.get(kind, []):
                 if path.stem == f"{prefix}_{dataset}":

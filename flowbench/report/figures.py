@@ -902,7 +902,7 @@ def logdet_cost(run: RunData, out_dir: Path) -> list[Path]:
 
 #: figure kinds written by :func:`make_all`, in order
 FIGURE_KINDS = ("nll_spread", "speed_vs_nll", "learning_curves", "density_grid",
-                "samples_vs_data", "flow_steps", "logdet_cost", "tuning")
+                "samples_vs_data", "flow_steps", "image_samples", "logdet_cost", "tuning")
 
 
 def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int = 200,
@@ -930,6 +930,7 @@ def make_all(run: RunData, out_dir: Path, *, strict: bool = False, points: int =
                          for d in datasets],
         "samples_vs_data": [lambda d=d: samples_vs_data(run, d, out_dir, n=n) for d in datasets],
         "flow_steps": [lambda d=d: flow_steps(run, d, out_dir, n=n) for d in datasets],
+        "image_samples": [lambda d=d: image_samples(run, d, out_dir) for d in datasets],
         "logdet_cost": [lambda: logdet_cost(run, out_dir)],
         "tuning": [lambda: tuning(run, out_dir)],
     }
@@ -1040,3 +1041,71 @@ def tuning(run: RunData, out_dir: Path) -> list[Path]:
     studies = _studies(run)
     return (_save(tuning_history_figure(studies), Path(out_dir) / "tuning_history.png")
             + _save(tuning_importance_figure(studies), Path(out_dir) / "tuning_importance.png"))
+
+
+# --- image datasets: sample grids --------------------------------------------------------------
+
+def _tile(images: np.ndarray, columns: int) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> one (rows*H, columns*W, C) mosaic with 1-pixel gaps."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    mosaic = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c))
+    for index, image in enumerate(images):
+        r, col = divmod(index, columns)
+        mosaic[r * (h + 1): r * (h + 1) + h, col * (w + 1): col * (w + 1) + w] = \
+            image.transpose(1, 2, 0)
+    return mosaic
+
+
+def _as_pixels(x: torch.Tensor, levels: int) -> np.ndarray:
+    """Model-space samples (continuous, in [0, levels)) -> displayable [0, 1] pixels."""
+    pixels = torch.clamp(torch.floor(x), 0, levels - 1) / (levels - 1)
+    return pixels.detach().cpu().numpy()
+
+
+def image_samples_figure(run: RunData, dataset: str, temperatures: Sequence[float] = (1.0, 0.7),
+                         n: int = 36) -> Figure | None:
+    """Real test images beside each flow/base's samples at each temperature (seeded)."""
+    data = _dataset(run, dataset)
+    if data is None or len(data.event_shape) != 3 or not data.levels:
+        return None
+    models = _models(run, _records(run, dataset), None)
+    if not any(flow is not None for _, flow, _ in models.values()):
+        return None
+    columns = int(math.sqrt(n))
+    panels = len(temperatures) + 1
+    with _style():
+        fig = _new_figure(1.6 * panels, 1.7 * len(models))
+        axes = fig.subplots(len(models), panels, squeeze=False)
+        real = _as_pixels(data.test[:n], data.levels)
+        for row, ((flow_name, base), (record, flow, why)) in enumerate(models.items()):
+            for col in range(panels):
+                ax = axes[row, col]
+                _no_ticks(ax)
+                if col == 0:
+                    ax.imshow(_tile(real, columns).squeeze(), cmap="gray", vmin=0, vmax=1)
+                    ax.set_title("test images" if row == 0 else "")
+                    ax.set_ylabel(_label(flow_name, base))
+                    continue
+                temperature = temperatures[col - 1]
+                if flow is None:
+                    ax.text(0.5, 0.5, why, ha="center", va="center", color=FAIL_COLOR,
+                            transform=ax.transAxes)
+                    continue
+                with torch.no_grad():
+                    samples = flow.sample(n, _generator(), temperature)
+                ax.imshow(_tile(_as_pixels(samples, data.levels), columns).squeeze(), cmap="gray",
+                          vmin=0, vmax=1)
+                bpd = _finite(record.get("test_bpd"))
+                ax.set_title(f"T = {temperature:g}" + (f"  ({bpd:.2f} bits/dim)"
+                                                       if col == 1 and bpd == bpd else ""))
+        fig.suptitle(f"{dataset}: samples at temperatures {', '.join(map(str, temperatures))} "
+                     "beside real test images (seeded)")
+    return fig
+
+
+def image_samples(run: RunData, dataset: str, out_dir: Path,
+                  temperatures: Sequence[float] = (1.0, 0.7)) -> list[Path]:
+    """``image_samples_<dataset>.png`` for image datasets with trained models."""
+    return _save(image_samples_figure(run, dataset, temperatures),
+                 Path(out_dir) / f"image_samples_{dataset}.png")

@@ -19,14 +19,25 @@ def _std(values: pd.Series) -> float:
     return float(values.std(ddof=1)) if values.count() >= 2 else float("nan")
 
 
+def _unit(records: pd.DataFrame) -> dict[str, Any]:
+    """How a dataset's NLL is shown: nats per example, or bits per dimension for discrete data
+    (records carrying ``test_bpd``); ``to_unit`` converts nats to it."""
+    both = records.dropna(subset=["test_nll", "test_bpd"])
+    both = both[both["test_nll"] != 0]
+    if both.empty:
+        return {"unit": "nats", "to_unit": 1.0}
+    return {"unit": "bits/dim", "to_unit": float((both["test_bpd"] / both["test_nll"]).iloc[0])}
+
+
 def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per (dataset, flow, base): ok seeds, test NLL and gap mean/std, entropy, oracle."""
     frame = pd.DataFrame(list(records))
     columns = KEYS + ["seeds", "ok", "diverged", "failed", "test_nll_mean", "test_nll_std",
-                      "gap_mean", "gap_std", "entropy", "oracle_test_nll", "best"]
+                      "gap_mean", "gap_std", "entropy", "oracle_test_nll", "unit", "to_unit",
+                      "best"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    for column in ("test_nll", "gap", "entropy", "oracle_test_nll"):
+    for column in ("test_nll", "gap", "entropy", "oracle_test_nll", "test_bpd"):
         # records store NaN as null (JSON); make every such column numeric again
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame \
             else np.nan
@@ -44,6 +55,7 @@ def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "gap_std": _std(ok["gap"]),
             "entropy": float(group["entropy"].iloc[0]),
             "oracle_test_nll": float(group["oracle_test_nll"].iloc[0]),
+            **_unit(frame[frame["dataset"] == dataset]),
         })
     summary = pd.DataFrame(rows, columns=columns[:-1])
     # a combination only competes for "best" when every one of its seeds finished ok
@@ -54,9 +66,10 @@ def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return summary
 
 
-def _mean_std(mean: float, std: float, signed: bool = False) -> str:
+def _mean_std(mean: float, std: float, signed: bool = False, scale: float = 1.0) -> str:
     if not np.isfinite(mean):
         return "-"
+    mean, std = mean * scale, std * scale
     text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
     return text + (f" ± {std:.4f}" if np.isfinite(std) else "")
 
@@ -87,8 +100,9 @@ def format_nll_table(summary: pd.DataFrame) -> str:
         "entropy": summary["entropy"].map(lambda v: f"{v:.4f}" if np.isfinite(v) else "-"),
         "flow": summary["flow"],
         "base": summary["base"],
-        "test NLL (nats)": [_mean_std(m, s) for m, s in
-                            zip(summary["test_nll_mean"], summary["test_nll_std"])],
+        "test NLL": [_mean_std(m, s, scale=k) for m, s, k in
+                     zip(summary["test_nll_mean"], summary["test_nll_std"], summary["to_unit"])],
+        "unit": summary["unit"],
         "gap to oracle": [_mean_std(m, s, signed=True) for m, s in
                           zip(summary["gap_mean"], summary["gap_std"])],
         "seeds ok": [_status(row) for _, row in summary.iterrows()],
@@ -96,11 +110,12 @@ def format_nll_table(summary: pd.DataFrame) -> str:
     })
     # show each dataset's name and entropy once, on its first row
     repeated = shown["dataset"].duplicated()
-    shown.loc[repeated, ["dataset", "entropy"]] = ""
+    shown.loc[repeated, ["dataset", "entropy", "unit"]] = ""
     return text_table(shown) + (
-        "\n\nentropy: true differential entropy of the data density (nats). gap: test NLL minus "
-        "the true density's NLL\non the same test points (estimates KL(data || model); 0 is "
-        "perfect). mean ± std over seeds; * best per dataset."
+        "\n\ntest NLL: nats per example, or bits per dimension of the original discrete data "
+        "(images).\nentropy: true differential entropy of the data density (nats). gap: test NLL "
+        "minus the true density's NLL\non the same test points (estimates KL(data || model); 0 "
+        "is perfect). mean ± std over seeds; * best per dataset."
     )
 
 
@@ -119,10 +134,11 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
         rows.append({
             "dataset": row["dataset"], "model": f"{row['flow']}/{row['base']}", "kind": "flow",
             **{k: row[k] for k in ("seeds", "ok", "diverged", "failed", "test_nll_mean",
-                                   "test_nll_std", "gap_mean")},
+                                   "test_nll_std", "gap_mean", "unit", "to_unit")},
             "complete": row["ok"] == row["seeds"],
         })
-    oracle = summary.groupby("dataset", sort=False)[["oracle_test_nll", "entropy"]].first()
+    oracle = summary.groupby("dataset", sort=False)[
+        ["oracle_test_nll", "entropy", "unit", "to_unit"]].first()
     if references is not None and not references.empty:
         for _, ref in references.iterrows():
             if ref["dataset"] not in oracle.index or ref.get("status", "ok") != "ok":
@@ -133,14 +149,16 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
                 "kind": "reference", "seeds": 1, "ok": 1, "diverged": 0, "failed": 0,
                 "test_nll_mean": nll, "test_nll_std": np.nan,
                 "gap_mean": nll - oracle.loc[ref["dataset"], "oracle_test_nll"],
-                "complete": True,
+                "unit": oracle.loc[ref["dataset"], "unit"],
+                "to_unit": oracle.loc[ref["dataset"], "to_unit"], "complete": True,
             })
     for dataset, values in oracle.iterrows():
         if np.isfinite(values["oracle_test_nll"]):
             rows.append({
                 "dataset": dataset, "model": "oracle", "kind": "oracle", "seeds": 1, "ok": 1,
                 "diverged": 0, "failed": 0, "test_nll_mean": values["oracle_test_nll"],
-                "test_nll_std": np.nan, "gap_mean": 0.0, "complete": True,
+                "test_nll_std": np.nan, "gap_mean": 0.0, "unit": values["unit"],
+                "to_unit": values["to_unit"], "complete": True,
             })
     frame = pd.DataFrame(rows)
     competing = (frame["kind"] != "oracle") & frame["complete"] \
@@ -155,7 +173,7 @@ def _cell_text(row: pd.Series) -> str:
     if row["ok"] == 0:
         states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
         return ", ".join(states) or "-"
-    text = _mean_std(row["test_nll_mean"], row["test_nll_std"])
+    text = _mean_std(row["test_nll_mean"], row["test_nll_std"], scale=row["to_unit"])
     if row["ok"] < row["seeds"]:
         states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
         text += f" ({row['ok']}/{row['seeds']} ok; {', '.join(states)})"
@@ -170,14 +188,15 @@ def _model_order(models: pd.DataFrame) -> list[str]:
 
 
 def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
-    """Datasets as rows, models as columns: test NLL "mean ± std" (nats), the best per dataset in
-    **bold**, plus the true entropy column and a final "mean rank" row."""
+    """Datasets as rows, models as columns: test NLL "mean ± std" in each dataset's unit (nats,
+    or bits/dim for discrete data), the best per dataset in **bold**, and a final "mean rank"
+    row."""
     order = _model_order(models)
     best = models[models["rank"] == 1]
     table = {}
     for dataset, group in models.groupby("dataset", sort=False):
         by_model = group.set_index("model")
-        row = {}
+        row = {"unit": group["unit"].iloc[0]}
         for model in order:
             if model not in by_model.index:
                 row[model] = ""
@@ -186,9 +205,9 @@ def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
             is_best = ((best["dataset"] == dataset) & (best["model"] == model)).any()
             row[model] = f"**{text}**" if bold and is_best else text
         table[dataset] = row
-    frame = pd.DataFrame.from_dict(table, orient="index")[order]
+    frame = pd.DataFrame.from_dict(table, orient="index")[["unit", *order]]
     ranks = mean_ranks(models)
-    frame.loc["mean rank"] = [f"{ranks[m]:.2f}" if m in ranks else "" for m in order]
+    frame.loc["mean rank"] = [""] + [f"{ranks[m]:.2f}" if m in ranks else "" for m in order]
     frame.index.name = "dataset"
     return frame
 

@@ -1,8 +1,11 @@
 """Built-in plugin: Glow (Kingma & Dhariwal 2018, "Glow: Generative Flow with Invertible 1x1
 Convolutions", arXiv:1807.03039).
 
-Vector form: ``steps`` steps of actnorm -> invertible linear map (LU-parameterised by default; the
-vector form of the 1x1 convolution) -> affine coupling.
+Vector data: ``steps`` steps of actnorm -> invertible linear map (LU-parameterised by default;
+the vector form of the 1x1 convolution) -> affine coupling. Images (C, H, W): ``levels`` levels
+of squeeze, ``steps`` steps of (actnorm, invertible 1x1 convolution, affine coupling with a
+ResNet conditioner), split (factor out half) — all but the last level split. Each form ignores
+the other form's hyperparameters.
 """
 
 from __future__ import annotations
@@ -10,24 +13,28 @@ from __future__ import annotations
 from flowbench import FlowSpec, hookimpl
 from flowbench.layers import (
     ActNorm, AffineCoupling, Compose, IndexPartition, InvertibleLinear, LUInvertibleLinear,
-    event_size, mlp_factory,
+    Multiscale, Squeeze, channel_partition, event_size, mlp_factory, resnet_factory,
 )
 
 DEFAULTS = {
     "steps": 8, "width": 64, "depth": 2, "activation": "relu", "lu": True, "scale_bound": 3.0,
+    "levels": 2, "hidden": 32, "blocks": 1,
 }
 
 
 def build(
     event_shape: tuple[int, ...], steps: int = 8, width: int = 64, depth: int = 2,
-    activation: str = "relu", lu: bool = True, scale_bound: float = 3.0,
-) -> Compose:
-    """``steps`` x (actnorm, invertible linear, affine coupling on fixed halves)."""
+    activation: str = "relu", lu: bool = True, scale_bound: float = 3.0, levels: int = 2,
+    hidden: int = 32, blocks: int = 1,
+):
+    """The vector form for (D,) events, the multiscale image form for (C, H, W)."""
+    linear = LUInvertibleLinear if lu else InvertibleLinear
+    if len(event_shape) == 3:
+        return build_image(tuple(event_shape), levels, steps, hidden, blocks, lu, scale_bound)
     if len(event_shape) != 1:
-        raise ValueError(f"glow (vector form) models vectors; got event shape {event_shape}")
+        raise ValueError(f"glow models vectors (D,) or images (C, H, W); got {event_shape}")
     features = event_size(event_shape)
     conditioner = mlp_factory(width, depth, activation)
-    linear = LUInvertibleLinear if lu else InvertibleLinear
     return Compose([
         Compose([
             ActNorm(features),
@@ -38,8 +45,38 @@ def build(
     ])
 
 
-def search_space(trial) -> dict:
-    """Tuning ranges: number of steps, conditioner width/depth/activation, log-scale bound."""
+def build_image(event_shape: tuple[int, int, int], levels: int = 2, steps: int = 8,
+                hidden: int = 32, blocks: int = 1, lu: bool = True,
+                scale_bound: float = 3.0) -> Multiscale:
+    """Glow's multi-scale architecture (section 3 / figure 2) for (C, H, W) images."""
+    channels, height, width = event_shape
+    if levels < 1 or height % 2**levels or width % 2**levels:
+        raise ValueError(f"{levels} levels need H and W divisible by {2 ** levels}; "
+                         f"got {event_shape}")
+    linear = LUInvertibleLinear if lu else InvertibleLinear
+    conditioner = resnet_factory(hidden, blocks)
+    stages, c = [], channels
+    for level in range(levels):
+        c *= 4  # squeeze
+        layers = [Squeeze()]
+        for _ in range(steps):
+            layers += [ActNorm(c), linear(c),
+                       AffineCoupling(channel_partition(c), conditioner, scale_bound)]
+        stages.append(Compose(layers))
+        if level < levels - 1:
+            c //= 2  # split: half of the channels factored out
+    return Multiscale(event_shape, stages)
+
+
+def search_space(trial, event_shape=(2,)) -> dict:
+    """Tuning ranges for the form that ``event_shape`` selects."""
+    if len(event_shape) == 3:
+        return {
+            "steps": trial.suggest_int("steps", 2, 8),
+            "hidden": trial.suggest_categorical("hidden", [16, 32, 64]),
+            "blocks": trial.suggest_int("blocks", 1, 3),
+            "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
+        }
     return {
         "steps": trial.suggest_int("steps", 2, 12),
         "width": trial.suggest_categorical("width", [32, 64, 128]),
@@ -54,8 +91,10 @@ def flowbench_register_flows() -> list[FlowSpec]:
     return [FlowSpec(
         name="glow",
         build=build,
-        description="Glow: steps of actnorm -> LU invertible linear -> affine coupling",
+        description="Glow: steps of actnorm -> LU invertible linear / 1x1 conv -> affine "
+                    "coupling; images: multi-scale with squeeze and split",
         reference="Kingma & Dhariwal 2018, arXiv:1807.03039",
         defaults=DEFAULTS,
+        data_kinds=("vector", "image"),
         search_space=search_space,
     )]

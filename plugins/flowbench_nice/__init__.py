@@ -2,14 +2,15 @@
 Estimation", arXiv:1410.8516).
 
 Additive couplings with alternating partitions (volume preserving), closed by the paper's
-diagonal scaling layer.
+diagonal scaling layer. Images are flattened first, as in the paper.
 """
 
 from __future__ import annotations
 
 from flowbench import FlowSpec, hookimpl
 from flowbench.layers import (
-    AdditiveCoupling, Compose, DiagonalScaling, alternating_partition, event_size, mlp_factory,
+    AdditiveCoupling, Compose, DiagonalScaling, Flatten, alternating_partition, event_size,
+    mlp_factory,
 )
 
 DEFAULTS = {"layers": 4, "width": 64, "depth": 2, "activation": "relu", "partition": "split"}
@@ -19,19 +20,20 @@ def build(
     event_shape: tuple[int, ...], layers: int = 4, width: int = 64, depth: int = 2,
     activation: str = "relu", partition: str = "split",
 ) -> Compose:
-    """``layers`` additive couplings (alternating halves), then a diagonal scaling."""
-    if len(event_shape) != 1:
-        raise ValueError(f"nice models vectors; got event shape {event_shape}")
+    """``layers`` additive couplings (alternating halves), then a diagonal scaling; images are
+    flattened to vectors first."""
+    event_shape = tuple(event_shape)
     features = event_size(event_shape)
+    flatten = [Flatten(event_shape)] if len(event_shape) > 1 else []
     conditioner = mlp_factory(width, depth, activation)
     couplings = [
         AdditiveCoupling(alternating_partition(features, k % 2 == 1, partition), conditioner)
         for k in range(layers)
     ]
-    return Compose([*couplings, DiagonalScaling(event_shape)])
+    return Compose([*flatten, *couplings, DiagonalScaling((features,))])
 
 
-def search_space(trial) -> dict:
+def search_space(trial, event_shape=(2,)) -> dict:
     """Tuning ranges: depth of the coupling stack and of its conditioners, width, activation."""
     return {
         "layers": trial.suggest_int("layers", 2, 10),
@@ -49,5 +51,6 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="NICE: additive (volume-preserving) couplings + diagonal scaling",
         reference="Dinh, Krueger & Bengio 2015, arXiv:1410.8516",
         defaults=DEFAULTS,
+        data_kinds=("vector", "image"),
         search_space=search_space,
     )]

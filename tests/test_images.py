@@ -1,0 +1,112 @@
+"""Image flows and the digits pipeline: conformance on small shapes, dequantisation, logit
+preprocessing, bits per dimension, references and sample figures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import flowbench
+from flowbench.data.images import load_digits
+from flowbench.layers import Compose, Logit, Multiscale
+from flowbench.report.build import write_report
+from flowbench.runner import (
+    build_cell_flow, execute, plan_run, preprocessing_for, run_references,
+)
+from flowbench.store import RunStore
+from flowbench.testing import check_flow, check_registered, summarise
+from flowbench.train import DEQUANTISE_SEEDS, evaluate_nll
+
+REGISTRY = flowbench.load_registry(strict=True)
+SMALL = {"realnvp": {"hidden": 8, "blocks": 1}, "glow": {"steps": 2, "hidden": 8},
+         "nice": {"width": 16, "layers": 2}}
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 4, 4)])
+@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow"])
+def test_image_flows_conform(flow: str, shape) -> None:
+    """Invertible, exact log-det against brute force at init / trained / perturbed, reload and
+    determinism, for every image flow on small images."""
+    report = check_registered(flow, "normal", shape, registry=REGISTRY, hparams=SMALL[flow])
+    assert report.passed, "\n".join(str(r) for r in report.failures)
+    stages = {r.stage for r in summarise(report)}
+    assert {"init", "trained", "perturbed", "reload", "seeded"} <= stages
+
+
+def test_image_architectures_have_the_papers_structure() -> None:
+    realnvp = flowbench.build_flow("realnvp", "normal", (1, 8, 8), registry=REGISTRY)
+    multiscale = realnvp.transform
+    assert isinstance(multiscale, Multiscale) and realnvp.base.event_shape == (64,)
+    names = [type(layer).__name__ for layer in multiscale.leaves()]
+    # scale 1: 3 checkerboard couplings, squeeze, 3 channel couplings (each + batch norm);
+    # last scale: 4 checkerboard couplings
+    assert names.count("AffineCoupling") == 10 and names.count("Squeeze") == 1
+    assert names.count("BatchNormFlow") == 10
+    assert multiscale.split == (True, False)
+    glow = flowbench.build_flow("glow", "normal", (1, 8, 8), registry=REGISTRY, steps=3)
+    names = [type(layer).__name__ for layer in glow.transform.leaves()]
+    assert names.count("Squeeze") == 2 and names.count("ActNorm") == 6
+    assert names.count("LUInvertibleLinear") == 6 and glow.transform.split == (True, False)
+    nice = flowbench.build_flow("nice", "normal", (1, 8, 8), registry=REGISTRY)
+    assert type(nice.transform.transforms[0]).__name__ == "Flatten"
+    with pytest.raises(ValueError, match="divisible by 4"):
+        flowbench.build_flow("glow", "normal", (1, 6, 6), registry=REGISTRY)
+
+
+def test_preprocessing_counts_its_logdet_in_original_pixel_units() -> None:
+    digits = load_digits(0)
+    pre = preprocessing_for(digits)
+    assert isinstance(pre, Compose) and isinstance(pre.transforms[1], Logit)
+    torch.manual_seed(0)
+    flow = build_cell_flow({"flow": "glow", "base": "normal", "flow_hparams": SMALL["glow"],
+                            "base_hparams": {}}, digits, REGISTRY)
+    data = digits.train[:512] + torch.rand(512, 1, 8, 8)  # dequantised pixels in [0, 17)
+    report = check_flow(flow, data.double(), per_layer=False, n=4, train_steps=5)
+    assert report.passed, "\n".join(str(r) for r in report.failures)
+    without_logit = preprocessing_for(digits, {"logit": False})
+    assert not isinstance(without_logit, Compose)
+    with pytest.raises(flowbench.runner.PlanError, match="unknown preprocessing"):
+        preprocessing_for(digits, {"logt": True})
+
+
+def test_digits_smoke_run_reports_bits_per_dimension(tmp_path: Path) -> None:
+    plan = plan_run(REGISTRY, "digits-smoke")
+    store = RunStore(tmp_path)
+    store.write_config({**plan.config(), "config_hash": plan.config_hash()})
+    records = execute(plan, store)
+    assert {r["status"] for r in records} == {"ok"}
+    for record in records:
+        for split in ("train", "val", "test"):
+            assert record[f"{split}_bpd"] == pytest.approx(
+                record[f"{split}_nll"] / (64 * math.log(2)))
+        assert 0 < record["test_bpd"] < 20
+    # the test NLL is evaluated on a fixed dequantisation: the same number when re-evaluated
+    run_flow = flowbench.report.rundata.RunData.load(tmp_path).load_flow(records[1])
+    digits = load_digits(0)
+    again = evaluate_nll(run_flow, digits.test, noise_seed=DEQUANTISE_SEEDS["test"])
+    assert again == pytest.approx(records[1]["test_nll"], abs=1e-5)
+
+    rows = run_references("digits", 0)
+    store.append_rows("references", rows)
+    methods = {row["method"]: row for row in rows}
+    assert set(methods) == {"histogram", "gaussian", "gmm"}
+    assert all(0 < row["test_bpd"] < math.log2(17) for row in rows)
+    result = write_report([tmp_path])
+    text = result.markdown.read_text()
+    line = next(l for l in text.splitlines() if l.startswith("| digits | bits/dim"))
+    gaussian = f"{methods['gaussian']['test_bpd']:.4f}"
+    assert gaussian in line  # the references are shown in bits/dim too
+    assert (tmp_path / "figures" / "image_samples_digits.png").is_file()
+    assert "image_samples_digits.png" in text
+
+
+def test_temperature_scales_the_base_noise() -> None:
+    flow = flowbench.build_flow("realnvp", "normal", (1, 4, 4), registry=REGISTRY,
+                                **SMALL["realnvp"]).eval()
+    with torch.no_grad():
+        z1, _ = flow(flow.sample(8, torch.Generator().manual_seed(0), temperature=1.0))
+        z7, _ = flow(flow.sample(8, torch.Generator().manual_seed(0), temperature=0.7))
+    torch.testing.assert_close(z7, 0.7 * z1, atol=1e-4, rtol=1e-4)
