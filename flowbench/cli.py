@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "against each other.",
         epilog="examples:\n  flowbench list\n  flowbench run --suite toy2d\n"
                "  flowbench run --suite toy2d --flows realnvp --datasets two_moons --seeds 0\n"
+               "  flowbench run --suite digits\n"
+               "  flowbench tune --suite toy2d --trials 20 && flowbench run --suite toy2d --tuned\n"
+               "  flowbench report results/RUN_A results/RUN_B\n"
+               "  flowbench -p my_flow.py check myflow\n"
                "  flowbench -p my_flow.py run --suite toy2d --flows myflow",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -495,8 +499,12 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     quiet_bar = bar.disable
 
     def report(record: dict[str, Any], done: int, total: int) -> None:
-        nll = record.get("test_nll")
-        text = f"test NLL {nll:.4f}" if record["status"] == "ok" else record.get("message", "")
+        if record["status"] != "ok":
+            text = record.get("message", "")
+        elif record.get("test_bpd") is not None:
+            text = f"test NLL {record['test_bpd']:.4f} bits/dim"
+        else:
+            text = f"test NLL {record['test_nll']:.4f} nats"
         line = (f"[{done}/{total}] {record['dataset']} {record['flow']}/{record['base']} "
                 f"seed {record['seed']}: {record['status']}, {text} "
                 f"({record.get('wall_seconds', 0):.1f} s)")

@@ -104,12 +104,16 @@ def _check_transform(transform: Transform | Flow, x: Tensor, name: str, stage: s
     ]
 
 
-def _perturb(flow: Flow, scale: float, generator: torch.Generator) -> None:
+def perturb(module: torch.nn.Module, scale: float = 0.3,
+            generator: torch.Generator | None = None) -> torch.nn.Module:
+    """Add ``scale`` x standard-normal noise to every trainable parameter, in place: moves layers
+    away from their (often identity) initialisation, where wrong log-dets can look right."""
     with torch.no_grad():
-        for parameter in flow.parameters():
+        for parameter in module.parameters():
             if parameter.requires_grad:
                 noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-                parameter.add_(scale * noise)
+                parameter.add_(scale * noise.to(parameter.device))
+    return module
 
 
 def _train_steps(flow: Flow, data: Tensor, steps: int, lr: float, seed: int) -> None:
@@ -187,7 +191,7 @@ def check_flow(
     n: int = 16,
     train_steps: int = 25,
     lr: float = 1e-2,
-    perturb: float = 0.05,
+    perturbation: float = 0.05,
     seed: int = 0,
     inv_tol: float = 1e-8,
     logdet_tol: float = 1e-6,
@@ -221,7 +225,7 @@ def check_flow(
         if stage == "trained":
             _train_steps(flow, data, train_steps, lr, seed)
         elif stage == "perturbed":
-            _perturb(flow, perturb, generator)
+            perturb(flow, perturbation, generator)
         report.results += _check_transform(flow, x, "flow", stage, inv_tol, logdet_tol)
         if per_layer:
             h = x

@@ -43,6 +43,15 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def float64():
+    """float64 as torch's default dtype for one test (exact log-det comparisons)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ from flowbench.layers.masks import channel_partition, checkerboard_mask
 from flowbench.layers.multiscale import Multiscale
 from flowbench.layers.normalization import BatchNormFlow
 from flowbench.layers.reshape import Flatten, Squeeze
-from flowbench.testing import brute_force_logabsdet, check_flow
+from flowbench.testing import brute_force_logabsdet, perturb, check_flow
 
 torch.set_num_threads(1)
 
@@ -33,20 +33,11 @@ SHAPES = [(1, 4, 4), (3, 4, 4)]
 BATCH = 6
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def randomise(module: nn.Module, scale: float = 0.3) -> nn.Module:
-    """Move every parameter away from its (often identity) initial value."""
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.add_(scale * torch.randn_like(parameter))
-    return module
+    return perturb(module, scale)
 
 
 def assert_exact(layer, x: torch.Tensor, out_shape: tuple[int, ...] | None = None) -> None:

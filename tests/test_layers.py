@@ -14,24 +14,15 @@ from flowbench.layers import (
     IndexPartition, InvertibleLinear, LUInvertibleLinear, MaskPartition, MLP, Permutation,
     alternating_partition, mlp_factory,
 )
-from flowbench.testing import brute_force_logabsdet
+from flowbench.testing import brute_force_logabsdet, perturb
 
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def randomise(module: nn.Module, scale: float = 0.3) -> nn.Module:
-    """Move every parameter away from its (often identity) initial value."""
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.add_(scale * torch.randn_like(parameter))
-    return module
+    return perturb(module, scale)
 
 
 def assert_exact(layer, x: torch.Tensor) -> None:

@@ -11,6 +11,7 @@ the other form's hyperparameters.
 from __future__ import annotations
 
 from flowbench import FlowSpec, hookimpl
+from flowbench.search_spaces import halvings, mlp_conditioner, resnet_conditioner, scale_bound
 from flowbench.layers import (
     ActNorm, AffineCoupling, Compose, IndexPartition, InvertibleLinear, LUInvertibleLinear,
     Multiscale, Squeeze, channel_partition, event_size, mlp_factory, resnet_factory,
@@ -71,19 +72,12 @@ def build_image(event_shape: tuple[int, int, int], levels: int = 2, steps: int =
 def search_space(trial, event_shape=(2,)) -> dict:
     """Tuning ranges for the form that ``event_shape`` selects."""
     if len(event_shape) == 3:
-        return {
-            "steps": trial.suggest_int("steps", 2, 8),
-            "hidden": trial.suggest_categorical("hidden", [16, 32, 64]),
-            "blocks": trial.suggest_int("blocks", 1, 3),
-            "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
-        }
-    return {
-        "steps": trial.suggest_int("steps", 2, 12),
-        "width": trial.suggest_categorical("width", [32, 64, 128]),
-        "depth": trial.suggest_int("depth", 1, 3),
-        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
-        "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
-    }
+        most = min(3, halvings(event_shape[1:]))  # every level squeezes once
+        return {"levels": trial.suggest_int("levels", 1, most),
+                "steps": trial.suggest_int("steps", 2, 8),
+                **resnet_conditioner(trial, max_blocks=3), **scale_bound(trial)}
+    return {"steps": trial.suggest_int("steps", 2, 12), **mlp_conditioner(trial),
+            **scale_bound(trial)}
 
 
 @hookimpl

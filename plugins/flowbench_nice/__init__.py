@@ -8,6 +8,7 @@ diagonal scaling layer. Images are flattened first, as in the paper.
 from __future__ import annotations
 
 from flowbench import FlowSpec, hookimpl
+from flowbench.search_spaces import mlp_conditioner
 from flowbench.layers import (
     AdditiveCoupling, Compose, DiagonalScaling, Flatten, alternating_partition, event_size,
     mlp_factory,
@@ -35,12 +36,7 @@ def build(
 
 def search_space(trial, event_shape=(2,)) -> dict:
     """Tuning ranges: depth of the coupling stack and of its conditioners, width, activation."""
-    return {
-        "layers": trial.suggest_int("layers", 2, 10),
-        "width": trial.suggest_categorical("width", [32, 64, 128]),
-        "depth": trial.suggest_int("depth", 1, 3),
-        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
-    }
+    return {"layers": trial.suggest_int("layers", 2, 10), **mlp_conditioner(trial)}
 
 
 @hookimpl

@@ -11,6 +11,7 @@ ResNet conditioners and, optionally, batch normalisation as a flow layer after e
 from __future__ import annotations
 
 from flowbench import FlowSpec, hookimpl
+from flowbench.search_spaces import halvings, mlp_conditioner, resnet_conditioner, scale_bound
 from flowbench.layers import (
     AffineCoupling, BatchNormFlow, Compose, MaskPartition, Multiscale, Squeeze,
     alternating_partition, channel_partition, checkerboard_mask, event_size, mlp_factory,
@@ -73,18 +74,11 @@ def build_image(event_shape: tuple[int, int, int], scales: int = 2, hidden: int 
 def search_space(trial, event_shape=(2,)) -> dict:
     """Tuning ranges for the form that ``event_shape`` selects."""
     if len(event_shape) == 3:
-        return {
-            "hidden": trial.suggest_categorical("hidden", [16, 32, 64]),
-            "blocks": trial.suggest_int("blocks", 1, 4),
-            "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
-        }
-    return {
-        "layers": trial.suggest_int("layers", 2, 12),
-        "width": trial.suggest_categorical("width", [32, 64, 128]),
-        "depth": trial.suggest_int("depth", 1, 3),
-        "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
-        "scale_bound": trial.suggest_float("scale_bound", 1.0, 5.0),
-    }
+        most = min(3, 1 + halvings(event_shape[1:]))  # every squeeze halves H and W
+        return {"scales": trial.suggest_int("scales", 1, most), **resnet_conditioner(trial),
+                **scale_bound(trial)}
+    return {"layers": trial.suggest_int("layers", 2, 12), **mlp_conditioner(trial),
+            **scale_bound(trial)}
 
 
 @hookimpl
