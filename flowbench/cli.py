@@ -26,6 +26,19 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def _process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``), so start-up and imports count;
+    elsewhere 0."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
+        return max(0.0, time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK")))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+
+
 def _say(message: str) -> None:
     print(f"flowbench: {message}", file=sys.stderr, flush=True)
 
@@ -131,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train each cell with its study's best settings (see `flowbench tune`)")
     run.add_argument("--storage", help="Optuna storage of the studies for --tuned (default: "
                                        "RESULTS_DIR/<suite>-tuning/optuna.journal)")
+    run.add_argument("--compile", action="store_true",
+                     help="train through torch.compile (faster steps after a compile of "
+                          "seconds per architecture; a separate run, since compiled arithmetic "
+                          "differs in the last bits; falls back to eager with a message where "
+                          "compilation is unavailable)")
     _execution(run)
     run.add_argument("--threads", type=int, default=1,
                      help="torch threads per cell (default 1: tiny models gain nothing from "
@@ -381,7 +399,7 @@ def _tuned_plan(args: argparse.Namespace, registry: Registry, plan: Any) -> Any:
         raise UsageError(str(error)) from None
     tuned = plan_run(registry, args.suite, list(plan.datasets), list(plan.flows),
                      list(plan.bases), list(plan.seeds), args.steps,
-                     measure=not args.no_measure, tuned=best)
+                     measure=not args.no_measure, tuned=best, compile=args.compile)
     studies = {summary["study"]: summary for summary in best.values()}
     return dataclasses.replace(tuned, tuning={"storage": storage, "studies": studies})
 
@@ -474,7 +492,13 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     try:
         plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
                         _names(args.bases), _seeds(args.seeds), args.steps,
-                        measure=not args.no_measure)
+                        measure=not args.no_measure, compile=args.compile)
+        if args.compile:
+            from .compile import compile_unavailable_reason
+
+            reason = compile_unavailable_reason()
+            if reason is not None:
+                _say(f"--compile: {reason}; cells will train eagerly")
         if args.tuned:
             plan = _tuned_plan(args, registry, plan)
         elif args.storage:
@@ -517,6 +541,15 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
             if record["status"] != "ok":
                 tqdm.write(line, file=sys.stderr)
 
+    phases = {"start-up": _process_age()}
+    clock = time.perf_counter()
+
+    def phase_done(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - clock
+        clock = now
+
     interrupted = False
     try:
         records = execute(plan, store, jobs=jobs, threads=args.threads,
@@ -524,7 +557,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
                           on_record=report, cell_timeout=args.cell_timeout,
                           backend=args.backend, scheduler=args.scheduler)
         bar.close()
+        phase_done("training and evaluation")
         measure_costs(plan, store, registry, on_progress=lambda text: _say(f"measuring {text}"))
+        phase_done("cost study")
     except BackendError as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -538,9 +573,14 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     summary = nll_summary(records)
     print(format_nll_table(summary))
     print(f"\nrun folder: {folder}  (results.csv, cells.jsonl, config.json, metadata.json)")
+    phase_done("tables")
     if not interrupted and not args.no_report and records:
         page = _write_report([folder], None, figures=True)
         print(f"report: {page} (and report.md, figures/, tables/ beside it)")
+        phase_done("report")
+    store.update_session_metadata({"phase_seconds": phases})
+    _say(f"wall {sum(phases.values()):.0f} s: " + ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in phases.items()))
     if interrupted:
         _say(f"interrupted: {len(records)}/{len(plan.cells)} cells finished and saved; "
              "run the same command again to resume")

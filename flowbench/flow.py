@@ -39,9 +39,9 @@ class Flow(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Data -> latent, with the log-absolute-determinant of the whole map."""
-        logabsdet = x.new_zeros(x.shape[0])
-        if self.preprocessing is not None:
-            x, logabsdet = self.preprocessing(x)
+        if self.preprocessing is None:
+            return self.transform(x)
+        x, logabsdet = self.preprocessing(x)
         z, ld = self.transform(x)
         return z, logabsdet + ld
 

@@ -129,11 +129,13 @@ def plan_run(
     steps: int | None = None,
     measure: bool = True,
     tuned: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
+    compile: bool = False,
 ) -> RunPlan:
     """Resolve ``suite`` and the overrides; every name is checked before anything trains.
 
     ``tuned`` maps (dataset, flow, base) to a study's best settings (``flow_hparams``,
-    ``base_hparams``, ``train``), which then replace the suite's for those cells.
+    ``base_hparams``, ``train``), which then replace the suite's for those cells. ``compile``
+    trains every cell through ``torch.compile`` (a separate run: the cells' ids change).
     """
     spec = registry.spec("suite", suite)
     datasets = _pick(registry, "dataset", list(datasets or spec.datasets))
@@ -145,6 +147,8 @@ def plan_run(
     train = dict(spec.train)
     if steps is not None:
         train["steps"] = int(steps)
+    if compile:
+        train["compile"] = True
     try:
         train = TrainConfig(**train).as_dict()
     except (TypeError, ValueError) as error:
@@ -164,7 +168,8 @@ def plan_run(
         best = (tuned or {}).get((d, f, b))
         if best is None:
             return flow_hparams[f], base_hparams[b], train
-        tuned_train = TrainConfig(**{**train, **best["train"]}).as_dict()
+        tuned_train = TrainConfig(**{**train, **best["train"], **({"compile": True} if compile
+                                                                    else {})}).as_dict()
         if steps is not None:
             tuned_train["steps"] = int(steps)
         return ({**flow_hparams[f], **best["flow_hparams"]},
@@ -263,6 +268,7 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         torch.manual_seed(cell.seed)
         flow = build_cell_flow(asdict(cell), dataset, _worker_registry(plugins))
         record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+        record["setup_seconds"] = time.time() - started
         remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
         discrete = dataset.levels is not None
         result = fit(flow, dataset.train, dataset.val, TrainConfig(**cell.train), seed=cell.seed,
@@ -275,9 +281,10 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
             train_examples_per_second=result.examples_per_second,
             train_step_seconds_median=result.step_seconds[0],
             train_step_seconds_iqr=result.step_seconds[1], threads=torch.get_num_threads(),
-            history=result.history,
+            compiled=result.compiled, eval_seconds=result.eval_seconds, history=result.history,
         )
         if result.status == "ok":
+            final_eval = time.perf_counter()
             batch = TrainConfig(**cell.train).eval_batch_size
             dims = math.prod(dataset.event_shape)
             for split, data in dataset.splits().items():
@@ -286,13 +293,16 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
                 if discrete:  # bits per dimension of the original discrete data
                     record[f"{split}_bpd"] = record[f"{split}_nll"] / (dims * math.log(2))
             record["gap"] = record["test_nll"] - record["oracle_test_nll"]
+            record["final_eval_seconds"] = time.perf_counter() - final_eval
             if not math.isfinite(record["test_nll"]):
                 record.update(status="diverged",
                               message="non-finite log-likelihood on the test split")
             elif speed:
                 from .measure import throughput
 
+                measuring = time.perf_counter()
                 record.update(throughput(flow, dataset.test))
+                record["speed_seconds"] = time.perf_counter() - measuring
             if keep_model:
                 buffer = io.BytesIO()
                 torch.save(flow.state_dict(), buffer)

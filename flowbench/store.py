@@ -95,6 +95,15 @@ class RunStore:
         sessions.append(metadata)
         write_atomic(path, json.dumps({"sessions": sessions}, indent=2, default=_json_default))
 
+    def update_session_metadata(self, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into this session's (the last) metadata entry."""
+        sessions = self.read_metadata()
+        if not sessions:
+            sessions = [{}]
+        sessions[-1].update(extra)
+        write_atomic(self.path / METADATA,
+                     json.dumps({"sessions": sessions}, indent=2, default=_json_default))
+
     def read_metadata(self) -> list[dict[str, Any]]:
         path = self.path / METADATA
         return json.loads(path.read_text(encoding="utf-8"))["sessions"] if path.is_file() else []

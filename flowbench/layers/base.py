@@ -44,11 +44,11 @@ class Compose(Transform):
         return iter(self.transforms)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logabsdet = x.new_zeros(x.shape[0])
+        logabsdet: Tensor | None = None  # not zeros + ...: one operation fewer per step
         for transform in self.transforms:
             x, ld = transform(x)
-            logabsdet = logabsdet + ld
-        return x, logabsdet
+            logabsdet = ld if logabsdet is None else logabsdet + ld
+        return x, (x.new_zeros(x.shape[0]) if logabsdet is None else logabsdet)
 
     def inverse(self, z: Tensor) -> Tensor:
         for transform in reversed(self.transforms):
@@ -84,6 +84,13 @@ def sum_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).sum(dim=1)
 
 
+def per_pixel(logabsdet: Tensor, x: Tensor) -> Tensor:
+    """A per-feature log-det term counted once per element of a feature (``h*w`` times for
+    images); vectors skip the multiplication by 1, which would cost an operation per step."""
+    size = spatial_size(x)
+    return logabsdet if size == 1 else logabsdet * size
+
+
 def spatial_size(x: Tensor) -> int:
     """Elements per feature of one example: 1 for vectors, ``h*w`` for images ``(N, C, H, W)``."""
     return x[0, 0].numel() if x.dim() > 2 else 1
@@ -107,5 +114,5 @@ def event_size(event_shape: Sequence[int]) -> int:
 
 
 __all__ = [
-    "Transform", "Compose", "sum_except_batch", "spatial_size", "flatten_layers", "event_size",
+    "Transform", "Compose", "sum_except_batch", "spatial_size", "per_pixel", "flatten_layers", "event_size",
 ]

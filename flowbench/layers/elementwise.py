@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .base import Transform, spatial_size
+from .base import Transform, per_pixel
 
 
 def _per_feature(param: Tensor, x: Tensor) -> Tensor:
@@ -56,6 +56,13 @@ class ActNorm(Transform):
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.eps = eps
         self.register_buffer("initialized", torch.tensor(False))
+        # Python mirror of the buffer, so a trained layer's forward reads no tensor (no sync,
+        # no graph break under torch.compile); reset whenever a state dict is loaded
+        self._known_initialized = False
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._known_initialized = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -64,12 +71,16 @@ class ActNorm(Transform):
         self.bias.copy_(-flat.mean(dim=1))
         self.log_scale.copy_(-torch.log(flat.std(dim=1) + self.eps))
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not bool(self.initialized) and x.shape[0] >= 2:
-            self.initialize(x)
+        if not self._known_initialized:
+            if bool(self.initialized):
+                self._known_initialized = True
+            elif x.shape[0] >= 2:
+                self.initialize(x)
         z = (x + _per_feature(self.bias, x)) * torch.exp(_per_feature(self.log_scale, x))
-        logabsdet = (self.log_scale.sum() * spatial_size(x)).expand(x.shape[0])
+        logabsdet = per_pixel(self.log_scale.sum(), x).expand(x.shape[0])
         return z, logabsdet
 
     def inverse(self, z: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Transform, spatial_size
+from .base import Transform, per_pixel
 
 
 def random_rotation(features: int, generator: torch.Generator | None = None) -> Tensor:
@@ -40,7 +40,7 @@ class InvertibleLinear(Transform):
         self.weight = nn.Parameter(random_rotation(features, generator))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logabsdet = torch.linalg.slogdet(self.weight).logabsdet * spatial_size(x)
+        logabsdet = per_pixel(torch.linalg.slogdet(self.weight).logabsdet, x)
         return _apply(self.weight, x), logabsdet.expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ class LUInvertibleLinear(Transform):
         return (lower @ upper).index_select(0, self.permutation_rows)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logabsdet = self.log_s.sum() * spatial_size(x)
+        logabsdet = per_pixel(self.log_s.sum(), x)
         return _apply(self.weight(), x), logabsdet.expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> Tensor:
