@@ -131,6 +131,17 @@ class Optimiser:
     def step(self) -> None:
         self.optimizer.step()
 
+    def clip_gradients(self, max_norm: float) -> Tensor:
+        """Scale the gradients to norm ``max_norm`` if they exceed it; return their norm.
+        With one flat tensor this is one norm and, only when clipping, one multiplication."""
+        if len(self.parameters) != 1 or self.parameters[0].grad is None:
+            return torch.nn.utils.clip_grad_norm_(self.parameters, max_norm)
+        grad = self.parameters[0].grad
+        norm = torch.linalg.vector_norm(grad)
+        if norm > max_norm:  # also false for NaN: the caller's finiteness check sees it
+            grad.mul_(max_norm / (norm + 1e-6))
+        return norm
+
 
 def adam(module: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> Optimiser:
     """Adam over ``module``'s trainable parameters, as fast as the model allows.
@@ -188,7 +199,7 @@ def fit(
     val_seed = DEQUANTISE_SEEDS["val"] if dequantise else None
 
     optimiser = adam(flow, config.lr, config.weight_decay)
-    optimizer, parameters, zero_grad = optimiser.optimizer, optimiser.parameters, optimiser.zero_grad
+    optimizer, zero_grad = optimiser.optimizer, optimiser.zero_grad
     scheduler = _schedule(optimizer, config)
     log_prob, compiled = flow.log_prob, False
     if config.compile:
@@ -246,7 +257,7 @@ def fit(
             if not torch.isfinite(loss):
                 status, message = "diverged", f"non-finite training loss at step {step}"
                 break
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            grad_norm = optimiser.clip_gradients(config.grad_clip)
             if not torch.isfinite(grad_norm):
                 status, message = "diverged", f"non-finite gradient at step {step}"
                 break

@@ -79,6 +79,12 @@ def test_run_writes_a_run_folder_and_resumes(tmp_path: Path) -> None:
     assert config["suite"] == "smoke" and len(config["cells"]) == 12
     metadata = json.loads((out / "metadata.json").read_text())["sessions"][0]
     assert metadata["packages"]["torch"] and metadata["cpu_count"]
+    # where the wall time went, recorded and said
+    phases = metadata["phase_seconds"]
+    assert list(phases) == ["start-up", "training and evaluation", "cost study", "tables",
+                            "report"]
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["start-up"] > 0
+    assert f"wall {sum(phases.values()):.0f} s: start-up" in first.stderr
 
     records = (out / "cells.jsonl").read_text()
     second = flowbench(*args)
@@ -202,3 +208,22 @@ def test_measurements_skipped_once_are_added_by_a_later_run(tmp_path: Path) -> N
     cost = pd.read_csv(out / "logdet_cost.csv")
     assert set(cost["dim"]) == {2, 4, 8} and set(cost["path"]) == {"analytic", "brute_force"}
     assert (pd.read_csv(out / "linear_cost.csv")["channels"].isin([4, 8, 16])).all()
+
+
+def test_compile_without_a_compiler_says_so_and_trains_eagerly(tmp_path: Path) -> None:
+    """`--compile` on a machine without a C++ compiler (PATH holds only Python here): one clear
+    message, then the cells train eagerly; the run is still a compiled-mode run of its own."""
+    out = tmp_path / "run"
+    env = {"PATH": str(Path(sys.executable).parent), "CXX": "no-such-compiler"}
+    result = subprocess.run(
+        [sys.executable, "-m", "flowbench.cli", "run", "--suite", "smoke", "--flows", "realnvp",
+         "--datasets", "two_moons", "--steps", "30", "--compile", "-j", "1", "--no-measure",
+         "--no-report", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "--compile: no C++ compiler found ('no-such-compiler' is not on PATH" in result.stderr
+    assert "cells will train eagerly" in result.stderr
+    records = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    assert records and all(r["status"] == "ok" and r["compiled"] is False for r in records)
+    assert all(r["train"]["compile"] is True for r in records)
+    assert json.loads((out / "config.json").read_text())["train"]["compile"] is True

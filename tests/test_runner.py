@@ -43,6 +43,10 @@ def test_smoke_run_records_every_cell(registry, tmp_path: Path) -> None:
         assert record["gap"] == pytest.approx(record["test_nll"] - record["oracle_test_nll"])
         assert record["n_params"] > 0 and record["history"][0]["step"] == 0
         assert (store.models / f"{record['cell_id']}.pt").is_file()
+        parts = [record[key] for key in ("setup_seconds", "train_seconds", "eval_seconds",
+                                         "final_eval_seconds", "speed_seconds")]
+        assert all(part > 0 for part in parts) and sum(parts) <= record["wall_seconds"]
+        assert record["compiled"] is False
     # results.csv rows agree with the records
     table = store.write_table(records)
     on_disk = pd.read_csv(tmp_path / "results.csv")

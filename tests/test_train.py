@@ -120,3 +120,21 @@ def test_flat_parameters_refuse_mixed_dtypes() -> None:
     mixed = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).double()])
     assert FlatParameters.of(mixed.parameters()) is None
     assert FlatParameters.of(torch.nn.ReLU().parameters()) is None
+
+
+def test_gradient_clipping_scales_only_large_gradients(moons) -> None:
+    from flowbench.train import adam
+
+    train, _ = moons
+    flow = make(train)
+    optimiser = adam(flow, lr=1e-3)
+    (-flow.log_prob(train[:256]).mean() * 1e4).backward()  # a huge gradient
+    before = optimiser.parameters[0].grad.clone()
+    norm = optimiser.clip_gradients(1.0)
+    assert float(norm) == pytest.approx(float(before.norm()), rel=1e-5) and float(norm) > 1.0
+    assert float(optimiser.parameters[0].grad.norm()) == pytest.approx(1.0, rel=1e-4)
+    torch.testing.assert_close(optimiser.parameters[0].grad, before / before.norm(), rtol=1e-4,
+                               atol=1e-8)
+    small = optimiser.parameters[0].grad.clone()
+    optimiser.clip_gradients(10.0)  # under the limit: untouched, bit for bit
+    assert torch.equal(optimiser.parameters[0].grad, small)
