@@ -1,11 +1,12 @@
 """All trainable parameters of a model as views of one contiguous tensor.
 
 The flows flowbench compares have dozens of small parameter tensors (glow on 2-D data: 88), and an
-optimiser step or a gradient-norm clip pays a fixed cost per tensor — together a third of a
-training step at D = 2. With every parameter (and its gradient) a view into one flat tensor,
-Adam, the clip and zeroing the gradients are one operation each. Element-wise updates are the same
-arithmetic either way; the flat gradient-norm is one reduction instead of a norm of norms, so it
-can differ in the last bits (it only matters when clipping is active).
+optimiser step or a gradient-norm clip pays a fixed cost per tensor — together about a quarter
+of a training step at D = 2. With every parameter (and its gradient) a view into one flat
+tensor, Adam, the clip and zeroing the gradients are one operation each. Element-wise updates are
+the same arithmetic (the fused kernel may round a few elements differently, as its vectorised
+and scalar paths fall on other elements); the flat gradient-norm is one reduction instead of a
+norm of norms, so it can differ in the last bits (it only matters when clipping is active).
 
 Gradients accumulate into the views in place (autograd adds into an existing ``.grad``), so the
 gradients must be zeroed with ``zero_grad`` here, never set to ``None``.

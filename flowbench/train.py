@@ -149,7 +149,7 @@ def adam(module: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> Optim
     Where it can, the parameters become views of one flat tensor (``flowbench.flat``) and Adam
     is the fused kernel: the optimiser step, the gradient clip and the zeroing are then one
     operation each, instead of one per parameter tensor — for the small models flowbench
-    compares, that per-tensor overhead was a fifth of a training step."""
+    compares, that per-tensor overhead was about a quarter of a training step."""
     flat = FlatParameters.of(module.parameters())
     params = [flat.flat] if flat is not None else [p for p in module.parameters()
                                                    if p.requires_grad]
