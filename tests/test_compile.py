@@ -1,4 +1,4 @@
-"""The opt-in compiled training mode: it compiles for real, and falls back cleanly when it cannot."""
+"""The opt-in compiled training mode: it compiles for real, and falls back cleanly otherwise."""
 
 from __future__ import annotations
 

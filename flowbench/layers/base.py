@@ -114,5 +114,6 @@ def event_size(event_shape: Sequence[int]) -> int:
 
 
 __all__ = [
-    "Transform", "Compose", "sum_except_batch", "spatial_size", "per_pixel", "flatten_layers", "event_size",
+    "Transform", "Compose", "sum_except_batch", "spatial_size", "per_pixel", "flatten_layers",
+    "event_size",
 ]
