@@ -61,20 +61,26 @@ def _layer(name: str, dim: int, batch: int) -> tuple[torch.nn.Module, torch.Tens
     return layer, x
 
 
-@pytest.mark.benchmark(group="forward")
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dim", DIMS)
-@pytest.mark.parametrize("name", LAYERS)
+def every_layer(group: str):
+    """Benchmark ``group`` over every layer × dimension × batch size."""
+    def mark(test):
+        for decorator in (pytest.mark.parametrize("batch", BATCHES),
+                          pytest.mark.parametrize("dim", DIMS),
+                          pytest.mark.parametrize("name", LAYERS),
+                          pytest.mark.benchmark(group=group)):
+            test = decorator(test)
+        return test
+    return mark
+
+
+@every_layer("forward")
 def test_forward(benchmark, name: str, dim: int, batch: int) -> None:
     layer, x = _layer(name, dim, batch)
     with torch.no_grad():
         benchmark(layer, x)
 
 
-@pytest.mark.benchmark(group="inverse")
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dim", DIMS)
-@pytest.mark.parametrize("name", LAYERS)
+@every_layer("inverse")
 def test_inverse(benchmark, name: str, dim: int, batch: int) -> None:
     layer, x = _layer(name, dim, batch)
     with torch.no_grad():
@@ -82,10 +88,7 @@ def test_inverse(benchmark, name: str, dim: int, batch: int) -> None:
         benchmark(layer.inverse, z)
 
 
-@pytest.mark.benchmark(group="forward+backward")
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dim", DIMS)
-@pytest.mark.parametrize("name", LAYERS)
+@every_layer("forward+backward")
 def test_forward_backward(benchmark, name: str, dim: int, batch: int) -> None:
     layer, x = _layer(name, dim, batch)
     layer.train()
