@@ -2,8 +2,9 @@
 
 The flows flowbench compares are stacks of small layers, so eager training spends much of each
 step launching tiny element-wise operations; TorchInductor fuses them (forward and backward) into
-a few generated kernels. Compiling costs seconds per architecture up front (cached on disk across
-processes), so it pays off on long cells, not on a few hundred steps.
+a few generated kernels. Compiling costs about 10 s per architecture and process up front (later
+models of the same architecture recompile in about half a second), so it pays off on long cells,
+not on a few hundred steps.
 
 Compiled arithmetic is not bitwise that of eager mode, so a compiled run is a separate run: the
 training settings carry ``compile: True`` and therefore the cell ids differ. Where compilation is
