@@ -21,9 +21,16 @@ def flowbench(*args: str, cwd: Path | None = None, timeout: float = 300
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _interruptible() -> None:
+    # a test runner started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python keeps it ignored; the child gets Ctrl-C as a terminal user's would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "flowbench.cli", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
 
 
 def wait_for_records(path: Path, count: int, process: subprocess.Popen, limit: float = 120):
