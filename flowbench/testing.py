@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .flow import Flow
 from .layers.base import Transform
+from .train import adam
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,17 @@ def perturb(module: torch.nn.Module, scale: float = 0.3,
 
 
 def _train_steps(flow: Flow, data: Tensor, steps: int, lr: float, seed: int) -> None:
+    """A few Adam steps with the optimiser set-up ``flowbench run`` uses (``train.adam``: the
+    parameters re-homed into one flat tensor), so the checks see a flow trained as runs train it."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    optimiser = adam(flow, lr)
     flow.train()
     for _ in range(steps):
         index = torch.randint(0, data.shape[0], (min(256, data.shape[0]),), generator=generator)
         loss = -flow.log_prob(data[index]).mean()
-        optimizer.zero_grad()
+        optimiser.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimiser.step()
     flow.eval()
 
 
