@@ -14,6 +14,7 @@ training continues eagerly and says why, once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -41,9 +42,7 @@ def compile_unavailable_reason() -> str | None:
         return (f"torch.compile does not support Python {sys.version_info.major}."
                 f"{sys.version_info.minor} with torch {torch.__version__}")
     if not torch.cuda.is_available():  # Inductor's CPU backend builds C++ at run time
-        from os import environ
-
-        compiler = environ.get("CXX", "g++")
+        compiler = os.environ.get("CXX", "g++")
         if shutil.which(compiler) is None and shutil.which("clang++") is None:
             return f"no C++ compiler found ({compiler!r} is not on PATH; install g++ or set CXX)"
     return None

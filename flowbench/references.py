@@ -219,6 +219,17 @@ def _fit_gaussian(train: np.ndarray, val: np.ndarray, seed: int) -> FittedRefere
     return FittedReference("gaussian", log_prob, params, selection, {}, nll(log_prob(val)))
 
 
+def _polish_chosen(model, chosen_val_nll: float, train: np.ndarray, tol: float) -> int:
+    """Continue EM of the chosen mixture only, from where it stopped, with the tighter ``tol``
+    (at most GMM_POLISH_MAX_ITER more iterations); the EM iterations of both fits together."""
+    if math.isnan(chosen_val_nll):
+        raise ValueError("gmm reference: every candidate gave a NaN validation NLL")
+    first_iters = int(model.n_iter_)
+    model.set_params(warm_start=True, tol=tol, max_iter=GMM_POLISH_MAX_ITER)
+    model.fit(train)
+    return first_iters + int(model.n_iter_)
+
+
 def _fit_gmm(train: np.ndarray, val: np.ndarray, seed: int) -> FittedReference:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -237,16 +248,11 @@ def _fit_gmm(train: np.ndarray, val: np.ndarray, seed: int) -> FittedReference:
             # Strictly better only: ties go to the smaller model; NaN never wins.
             if model is None or search[k] < search[best] or math.isnan(search[best]):
                 best, model = k, candidate
-        if math.isnan(search[best]):
-            raise ValueError("gmm reference: every candidate gave a NaN validation NLL")
-        first_iters = int(model.n_iter_)
-        # Polish the chosen model only: continue EM from where it stopped with a tighter tol.
-        model.set_params(warm_start=True, tol=GMM_POLISH_TOL, max_iter=GMM_POLISH_MAX_ITER)
-        model.fit(train)
+        n_iter = _polish_chosen(model, search[best], train, GMM_POLISH_TOL)
     val_nll = nll(model.score_samples(val))
     params = {"n_components": best, **GMM_SETTINGS, "random_state": seed,
               "polish_tol": GMM_POLISH_TOL, "polish_max_iter": GMM_POLISH_MAX_ITER,
-              "n_iter": first_iters + int(model.n_iter_), "converged": bool(model.converged_)}
+              "n_iter": n_iter, "converged": bool(model.converged_)}
     capped = "" if grid == GMM_COMPONENTS else (
         f" (grid capped at {max(grid)}: >= {GMM_MIN_POINTS_PER_PARAMETER} train points per "
         "parameter)")
@@ -574,17 +580,13 @@ def _fit_image_gmm(data: ImageSplits, seed: int) -> FittedReference:
                 if not search[key] < line_best:
                     break  # more components stopped helping on this line
                 line_best = search[key]
-        if math.isnan(search[best]):
-            raise ValueError("gmm reference: every candidate gave a NaN validation NLL")
-        first_iters = int(model.n_iter_)
-        model.set_params(warm_start=True, tol=polish_tol, max_iter=GMM_POLISH_MAX_ITER)
-        model.fit(train)
+        n_iter = _polish_chosen(model, search[best], train, polish_tol)
     val_nll = nll(model.score_samples(val))
     cov_type, reg, k = best
     params = {"n_components": k, "covariance_type": cov_type, "reg_covar": reg,
               **IMAGE_GMM_SETTINGS, "tol": tol, "random_state": seed, "polish_tol": polish_tol,
               "polish_max_iter": GMM_POLISH_MAX_ITER,
-              "n_iter": first_iters + int(model.n_iter_), "converged": bool(model.converged_),
+              "n_iter": n_iter, "converged": bool(model.converged_),
               "dequantisation": "x + u, u ~ U[0,1)^D"}
     grid = "; ".join(f"{c} reg {r:g}: k in {ks}" for (c, r), ks in candidates.items())
     tried = ", ".join(f"{c}/{r:g}/{kk}: {v:.4f}" for (c, r, kk), v in search.items())

@@ -166,8 +166,8 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig):
     if config.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))
-    )
+        optimizer,
+        lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps)))
 
 
 def fit(
@@ -199,8 +199,7 @@ def fit(
     val_seed = DEQUANTISE_SEEDS["val"] if dequantise else None
 
     optimiser = adam(flow, config.lr, config.weight_decay)
-    optimizer, zero_grad = optimiser.optimizer, optimiser.zero_grad
-    scheduler = _schedule(optimizer, config)
+    scheduler = _schedule(optimiser.optimizer, config)
     log_prob, compiled = flow.log_prob, False
     if config.compile:
         log_prob, reason = compile_log_prob(flow)
@@ -210,11 +209,11 @@ def fit(
     history: list[dict[str, float]] = []
     first_eval = time.perf_counter()
     best_val, best_step = evaluate_nll(flow, val, config.eval_batch_size, val_seed), 0
-    first_eval = time.perf_counter() - first_eval
+    first_eval_seconds = time.perf_counter() - first_eval
     best_state = copy.deepcopy(flow.state_dict())
     history.append({"step": 0, "train_nll": float("nan"), "val_nll": best_val, "lr": config.lr})
     status, message, evals_since_best = "ok", "", 0
-    eval_seconds = first_eval
+    eval_seconds = 0.0  # validation inside the loop, kept out of train_seconds
     order, cursor = torch.randperm(train.shape[0], generator=generator), 0
     running, running_count, step, train_seconds = 0.0, 0, 0, 0.0
     step_seconds: list[float] = []
@@ -241,19 +240,9 @@ def fit(
             cursor += config.batch_size
 
             if compiled and step == 1:
-                # compilation happens now; if it fails, restore what the attempt touched
-                # (e.g. batch-norm running statistics) and train eagerly
-                snapshot = copy.deepcopy(flow.state_dict())
-                try:
-                    loss = _loss_and_gradients(log_prob, batch, zero_grad)
-                except Exception as error:  # noqa: BLE001 - any compiler failure
-                    flow.load_state_dict(snapshot)
-                    first_line = (str(error).strip().splitlines() or [""])[0][:300]
-                    warn_eager(f"compilation failed ({type(error).__name__}: {first_line})")
-                    log_prob, compiled = flow.log_prob, False
-                    loss = _loss_and_gradients(log_prob, batch, zero_grad)
+                loss, log_prob, compiled = _first_compiled_step(flow, log_prob, batch, optimiser)
             else:
-                loss = _loss_and_gradients(log_prob, batch, zero_grad)
+                loss = _loss_and_gradients(log_prob, batch, optimiser)
             if not torch.isfinite(loss):
                 status, message = "diverged", f"non-finite training loss at step {step}"
                 break
@@ -261,7 +250,7 @@ def fit(
             if not torch.isfinite(grad_norm):
                 status, message = "diverged", f"non-finite gradient at step {step}"
                 break
-            optimizer.step()
+            optimiser.step()
             scheduler.step()
             running += float(loss.detach())
             running_count += 1
@@ -272,7 +261,7 @@ def fit(
                 eval_start = time.perf_counter()
                 val_nll = evaluate_nll(flow, val, config.eval_batch_size, val_seed)
                 row = {"step": step, "train_nll": running / running_count, "val_nll": val_nll,
-                       "lr": optimizer.param_groups[0]["lr"]}
+                       "lr": optimiser.optimizer.param_groups[0]["lr"]}
                 history.append(row)
                 if on_eval is not None:
                     on_eval(row)
@@ -291,24 +280,37 @@ def fit(
                 if config.patience and evals_since_best >= config.patience:
                     message = f"early stop at step {step}: no improvement since step {best_step}"
                     break
-        train_seconds = time.perf_counter() - start - (eval_seconds - first_eval)
+        train_seconds = time.perf_counter() - start - eval_seconds
     finally:
         bar.close()
     flow.load_state_dict(best_state)
     flow.eval()
     return FitResult(status, step, best_step, best_val, train_seconds,
                      step * config.batch_size, config.batch_size, _after_warmup(step_seconds),
-                     history, message, compiled, eval_seconds)
+                     history, message, compiled, first_eval_seconds + eval_seconds)
 
 
 def _loss_and_gradients(log_prob: Callable[[Tensor], Tensor], batch: Tensor,
-                        zero_grad: Callable[[], None]) -> Tensor:
-    """Mean NLL of ``batch``, with fresh gradients (not applied) unless it is not finite."""
+                        optimiser: Optimiser) -> Tensor:
+    """Mean NLL of ``batch``, with its fresh gradients (not applied yet)."""
     loss = -log_prob(batch).mean()
-    zero_grad()
-    if torch.isfinite(loss):
-        loss.backward()
+    optimiser.zero_grad()
+    loss.backward()
     return loss
+
+
+def _first_compiled_step(flow: Flow, log_prob: Callable[[Tensor], Tensor], batch: Tensor,
+                         optimiser: Optimiser) -> tuple[Tensor, Callable[[Tensor], Tensor], bool]:
+    """The first step compiles; if compilation fails, restore what the attempt touched (e.g.
+    batch-norm running statistics) and go on eagerly: ``(loss, log_prob to use, compiled)``."""
+    snapshot = copy.deepcopy(flow.state_dict())
+    try:
+        return _loss_and_gradients(log_prob, batch, optimiser), log_prob, True
+    except Exception as error:  # noqa: BLE001 - any compiler failure
+        flow.load_state_dict(snapshot)
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        warn_eager(f"compilation failed ({type(error).__name__}: {first_line})")
+        return _loss_and_gradients(flow.log_prob, batch, optimiser), flow.log_prob, False
 
 
 def _after_warmup(step_seconds: list[float], warmup: int = 20) -> tuple[float, float]:

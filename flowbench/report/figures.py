@@ -972,17 +972,26 @@ def _studies(run: RunData) -> list[Any]:
         return []
 
 
+def _panels(count: int, width: float, height: float) -> tuple[Figure, list[Any]]:
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, up to 4 per row; the
+    grid's unused panels are hidden."""
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    fig = _new_figure(width * columns, height * rows)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, list(axes[:count])
+
+
 def tuning_history_figure(studies: Sequence[Any]) -> Figure | None:
     """Optuna's optimisation history per study: each trial's value and the best so far."""
     import optuna
 
     if not studies:
         return None
-    columns = min(4, len(studies))
-    rows = math.ceil(len(studies) / columns)
     with _style():
-        fig = _new_figure(2.3 * columns, 1.9 * rows)
-        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        fig, axes = _panels(len(studies), 2.3, 1.9)
         for ax, study in zip(axes, studies):
             complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             numbers = [t.number for t in complete]
@@ -1000,8 +1009,6 @@ def tuning_history_figure(studies: Sequence[Any]) -> Figure | None:
             ax.set_title(study.study_name.split("/", 1)[-1], fontsize=6.5)
             ax.set_xlabel("trial")
             ax.set_ylabel("val NLL")
-        for ax in axes[len(studies):]:
-            ax.set_visible(False)
         axes[0].legend(loc="upper right")
         fig.suptitle("optimisation history (validation NLL; pruned trials at the top)")
     return fig
@@ -1015,11 +1022,8 @@ def tuning_importance_figure(studies: Sequence[Any]) -> Figure | None:
         t.state == optuna.trial.TrialState.COMPLETE for t in s.trials) >= 2]
     if not usable:
         return None
-    columns = min(4, len(usable))
-    rows = math.ceil(len(usable) / columns)
     with _style():
-        fig = _new_figure(2.6 * columns, 2.0 * rows)
-        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        fig, axes = _panels(len(usable), 2.6, 2.0)
         for ax, study in zip(axes, usable):
             try:
                 importances = optuna.importance.get_param_importances(study, normalize=True)
@@ -1030,8 +1034,6 @@ def tuning_importance_figure(studies: Sequence[Any]) -> Figure | None:
             ax.set_xlim(0, 1)
             ax.set_title(study.study_name.split("/", 1)[-1], fontsize=6.5)
             ax.tick_params(axis="y", labelsize=5.5)
-        for ax in axes[len(usable):]:
-            ax.set_visible(False)
         fig.suptitle("hyperparameter importance (Optuna fANOVA, share of variance)")
     return fig
 
