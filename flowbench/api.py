@@ -6,6 +6,7 @@ import difflib
 from typing import Any, Mapping
 
 from .data.dataset import Dataset
+from .data.preprocessing import preprocessing_for
 from .flow import Flow
 from .layers.base import Transform
 from .registry import Registry, get_registry
@@ -88,3 +89,13 @@ def load_dataset(name: str, seed: int = 0, registry: Registry | None = None) -> 
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset {name!r} loader returned {type(dataset).__name__}, not Dataset")
     return dataset
+
+
+def build_cell_flow(cell: Mapping[str, Any], dataset: Dataset, registry: Registry) -> Flow:
+    """The (untrained) flow of a run's cell, given as a ``Cell`` mapping or its record: the flow
+    and base with the cell's hyperparameters, behind the dataset's preprocessing."""
+    return build_flow(
+        cell["flow"], cell["base"], dataset.event_shape,
+        preprocessing=preprocessing_for(dataset, cell.get("preprocessing")),
+        flow_hparams=cell["flow_hparams"], base_hparams=cell["base_hparams"], registry=registry,
+    )

@@ -42,8 +42,8 @@ from torch import Tensor
 from .api import build_flow
 from .flow import Flow
 from .layers import InvertibleLinear, LUInvertibleLinear
+from .layers.jacobian import brute_force_logabsdet
 from .registry import Registry
-from .testing import brute_force_logabsdet
 
 #: scale of the seeded noise added to every parameter before ``logdet_cost`` times a flow
 #: (couplings start as the identity, where a wrong log-det can still look right); divided by

@@ -24,25 +24,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from .api import build_flow, load_dataset
+from .api import build_cell_flow, load_dataset
 from .data.dataset import Dataset
-from .flow import Flow
-from .layers.base import Compose, Transform
-from .layers.elementwise import FixedAffine, Logit
 from .registry import Registry, UnknownNameError, get_registry
 from .store import RunStore, jsonable
-from .train import DEQUANTISE_SEEDS, TrainConfig, evaluate_nll, fit
-
-
-#: what ``flowbench run`` measures besides NLL unless the suite says otherwise (SuiteSpec.measure)
-MEASURE_DEFAULTS: dict[str, Any] = {
-    "speed": True,                              # per-cell density / sampling throughput
-    "references": True,                         # Gaussian, GMM, KDE baselines per dataset
-    "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow/base
-    "logdet_batch": 16,
-    "logdet_repeats": 5,
-    "linear_channels": (4, 16, 64, 256, 1024),  # Glow 1x1 conv: LU vs plain
-}
+from .data.dequantise import DEQUANTISE_SEEDS
+from .specs import MEASURE_DEFAULTS, PREPROCESSING_DEFAULTS, TrainConfig
+from .train import evaluate_nll, fit
 
 
 class PlanError(ValueError):
@@ -211,35 +199,6 @@ def _oracle_test_nll(name: str, data_seed: int, plugins: tuple[str, ...]) -> flo
         return float("nan")
     with torch.no_grad():
         return float(-dataset.log_prob(dataset.test.double()).mean())
-
-
-PREPROCESSING_DEFAULTS = {"logit": True, "alpha": 0.05}
-
-
-def preprocessing_for(dataset: Dataset, options: Mapping[str, Any] | None = None) -> Transform:
-    """The fixed layers in front of every flow, log-dets included so NLL stays in data units:
-    continuous data are standardised with the training split's statistics; discrete data
-    (``levels``) are rescaled from [0, levels) to [0, 1) and, by default, logit-transformed."""
-    options = {**PREPROCESSING_DEFAULTS, **(options or {})}
-    unknown = sorted(set(options) - set(PREPROCESSING_DEFAULTS))
-    if unknown:
-        raise PlanError(f"unknown preprocessing options {unknown}; valid: "
-                        f"{sorted(PREPROCESSING_DEFAULTS)}")
-    if dataset.levels is None:
-        return FixedAffine.standardize(dataset.train)
-    shape = dataset.event_shape
-    rescale = FixedAffine(torch.zeros(shape), torch.full(shape, float(dataset.levels)))
-    return Compose([rescale, Logit(options["alpha"])]) if options["logit"] else rescale
-
-
-def build_cell_flow(cell: Mapping[str, Any], dataset: Dataset, registry: Registry) -> Flow:
-    """The (untrained) flow of a cell, given as a ``Cell`` or its record: the suite's flow and
-    base with the cell's hyperparameters, behind the dataset's preprocessing."""
-    return build_flow(
-        cell["flow"], cell["base"], dataset.event_shape,
-        preprocessing=preprocessing_for(dataset, cell.get("preprocessing")),
-        flow_hparams=cell["flow_hparams"], base_hparams=cell["base_hparams"], registry=registry,
-    )
 
 
 def _finite_or_nan(value: float) -> float:
@@ -510,5 +469,5 @@ def default_jobs() -> int:
 
 
 __all__ = ["BACKENDS", "BackendError", "Cell", "PlanError", "RunPlan", "UnknownNameError",
-           "build_cell_flow", "default_jobs", "execute", "measure_costs", "plan_run", "run_cell",
+           "default_jobs", "execute", "measure_costs", "plan_run", "run_cell",
            "run_references", "run_tasks"]

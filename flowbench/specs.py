@@ -2,16 +2,74 @@
 
 A spec is data plus a builder. The invertible maths lives in ``flowbench.layers``; a flow spec only
 says how to assemble layers for an event shape, its default hyperparameters, and where it comes from.
+The defaults that are part of a suite's contract live here too: :class:`TrainConfig` (what a
+suite's ``train`` overrides), :data:`MEASURE_DEFAULTS` and :data:`PREPROCESSING_DEFAULTS`.
+This module imports only the standard library.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
 DATA_KINDS = ("vector", "image")
+
+#: what ``flowbench run`` measures besides NLL unless the suite says otherwise (``SuiteSpec.measure``)
+MEASURE_DEFAULTS: dict[str, Any] = {
+    "speed": True,                              # per-cell density / sampling throughput
+    "references": True,                         # Gaussian, GMM, KDE baselines per dataset
+    "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow
+    "logdet_batch": 16,
+    "logdet_repeats": 5,
+    "linear_channels": (4, 16, 64, 256, 1024),  # Glow 1x1 conv: LU vs plain
+}
+
+#: how discrete (image) data enter the flows unless the suite says otherwise
+#: (``SuiteSpec.preprocessing``): rescaled to [0, 1), then RealNVP's logit with this ``alpha``
+PREPROCESSING_DEFAULTS: dict[str, Any] = {"logit": True, "alpha": 0.05}
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one cell. Suites override these; the CLI's ``--steps`` overrides ``steps``."""
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 50.0
+    schedule: str = "cosine"
+    eval_every: int = 100
+    patience: int = 0
+    eval_batch_size: int = 8192
+    init_batch_size: int = 2048
+    #: train through ``torch.compile`` (``flowbench.compile``); a compiled run is a separate run
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "eval_every", "eval_batch_size", "init_batch_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}"
+            )
+        if self.patience < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
+            raise ValueError("patience and weight_decay must be >= 0 and grad_clip > 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data; ``compile`` only when set, so eager cells keep the ids they always had."""
+        data = asdict(self)
+        if not data["compile"]:
+            del data["compile"]
+        return data
 
 
 class SpecError(ValueError):
@@ -122,12 +180,12 @@ class SuiteSpec:
     ``train`` overrides fields of ``flowbench.train.TrainConfig``; ``flow_hparams`` /
     ``base_hparams`` map a flow or base name to hyperparameters that replace its defaults in this
     suite. ``data_seed`` fixes the splits; ``seeds`` vary model initialisation and minibatches.
-    ``measure`` overrides what is measured besides NLL (``flowbench.runner.MEASURE_DEFAULTS``:
+    ``measure`` overrides what is measured besides NLL (:data:`MEASURE_DEFAULTS`:
     speed, references, logdet_dims, logdet_batch, logdet_repeats, linear_channels).
     ``train_space`` proposes training settings (keys of ``TrainConfig``: lr, batch_size,
     weight_decay, steps, ...) when tuning, like a flow's ``search_space``. ``preprocessing``
-    overrides how discrete (image) data enter the flows (``flowbench.runner.
-    PREPROCESSING_DEFAULTS``: ``logit``, ``alpha``); continuous data are always standardised.
+    overrides how discrete (image) data enter the flows (:data:`PREPROCESSING_DEFAULTS`:
+    ``logit``, ``alpha``); continuous data are always standardised.
     """
 
     name: str
@@ -145,8 +203,6 @@ class SuiteSpec:
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        from .train import TrainConfig  # local: specs stay importable without torch set-up cost
-
         _check_common(self, "suite")
         for attribute in ("datasets", "flows", "bases", "seeds"):
             value = getattr(self, attribute)
@@ -162,12 +218,12 @@ class SuiteSpec:
             )
         if self.train_space is not None and not callable(self.train_space):
             raise SpecError(f"suite {self.name!r}: train_space must be callable or None")
-        from .runner import MEASURE_DEFAULTS
-
-        unknown = sorted(set(self.measure) - set(MEASURE_DEFAULTS))
-        if unknown:
-            raise SpecError(f"suite {self.name!r}: unknown measure settings {unknown}; "
-                            f"valid: {sorted(MEASURE_DEFAULTS)}")
+        for attribute, defaults in (("measure", MEASURE_DEFAULTS),
+                                    ("preprocessing", PREPROCESSING_DEFAULTS)):
+            unknown = sorted(set(getattr(self, attribute)) - set(defaults))
+            if unknown:
+                raise SpecError(f"suite {self.name!r}: unknown {attribute} settings {unknown}; "
+                                f"valid: {sorted(defaults)}")
 
 
 SPEC_TYPES = {"flow": FlowSpec, "base": BaseSpec, "dataset": DatasetSpec, "suite": SuiteSpec}

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .flow import Flow
 from .layers.base import Transform
+from .layers.jacobian import brute_force_logabsdet
 from .train import adam
 
 
@@ -67,22 +68,6 @@ class CheckReport:
 
     def __str__(self) -> str:
         return "\n".join(str(result) for result in self.results)
-
-
-def brute_force_logabsdet(function: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``log|det J|`` of ``function`` at each example of ``x``, from the full autograd Jacobian.
-
-    ``function`` maps a batch ``(N, *shape)`` to ``(N, *shape')`` with the same number of
-    elements per example; the Jacobian is formed one example at a time and fed to ``slogdet``.
-    """
-    values = []
-    for example in x:
-        def single(flat: Tensor, shape=example.shape) -> Tensor:
-            return function(flat.reshape(1, *shape)).reshape(-1)
-
-        jacobian = torch.autograd.functional.jacobian(single, example.reshape(-1))
-        values.append(torch.linalg.slogdet(jacobian).logabsdet)
-    return torch.stack(values)
 
 
 def _max_abs(a: Tensor, b: Tensor) -> float:

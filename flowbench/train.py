@@ -11,57 +11,18 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .compile import compile_log_prob, warn_eager
+from .data.dequantise import DEQUANTISE_SEEDS, dequantised
 from .flat import FlatParameters
 from .flow import Flow
-
-SCHEDULES = ("cosine", "constant")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train one cell. Suites override these; the CLI's ``--steps`` overrides ``steps``."""
-
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 50.0
-    schedule: str = "cosine"
-    eval_every: int = 100
-    patience: int = 0
-    eval_batch_size: int = 8192
-    init_batch_size: int = 2048
-    #: train through ``torch.compile`` (``flowbench.compile``); a compiled run is a separate run
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "eval_every", "eval_batch_size", "init_batch_size")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}"
-            )
-        if self.patience < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
-            raise ValueError("patience and weight_decay must be >= 0 and grad_clip > 0")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data; ``compile`` only when set, so eager cells keep the ids they always had."""
-        data = asdict(self)
-        if not data["compile"]:
-            del data["compile"]
-        return data
+from .specs import TrainConfig
 
 
 @dataclass
@@ -89,17 +50,6 @@ class FitResult:
         """Training throughput from the median step time after warm-up (validation excluded)."""
         median = self.step_seconds[0]
         return self.batch_size / median if median > 0 else float("nan")
-
-
-def dequantised(data: Tensor, seed: int) -> Tensor:
-    """``data + u`` with ``u ~ U[0, 1)`` fixed by ``seed``: integer-valued data made continuous,
-    so a density on it bounds the discrete likelihood (Theis, van den Oord & Bethge 2016)."""
-    generator = torch.Generator().manual_seed(seed)
-    return data + torch.rand(data.shape, generator=generator, dtype=data.dtype)
-
-
-#: noise seeds of the fixed dequantisation of validation / test data
-DEQUANTISE_SEEDS = {"train": 1000, "val": 1001, "test": 1002}
 
 
 @torch.no_grad()

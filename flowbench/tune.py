@@ -28,7 +28,8 @@ from typing import Any, Mapping
 import optuna
 import torch
 
-from .runner import RunPlan, _dataset, _worker_registry, build_cell_flow
+from .api import build_cell_flow
+from .runner import RunPlan, _dataset, _worker_registry
 from .train import TrainConfig, fit
 
 PREFIXES = ("flow.", "base.", "train.")

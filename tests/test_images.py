@@ -13,12 +13,13 @@ import flowbench
 from flowbench.data.images import load_digits
 from flowbench.layers import Compose, Logit, Multiscale
 from flowbench.report.build import write_report
-from flowbench.runner import (
-    build_cell_flow, execute, plan_run, preprocessing_for, run_references,
-)
+from flowbench.api import build_cell_flow
+from flowbench.data.preprocessing import preprocessing_for
+from flowbench.runner import execute, plan_run, run_references
 from flowbench.store import RunStore
 from flowbench.testing import check_flow, check_registered, summarise
-from flowbench.train import DEQUANTISE_SEEDS, evaluate_nll
+from flowbench.data.dequantise import DEQUANTISE_SEEDS
+from flowbench.train import evaluate_nll
 
 REGISTRY = flowbench.load_registry(strict=True)
 SMALL = {"realnvp": {"hidden": 8, "blocks": 1}, "glow": {"steps": 2, "hidden": 8},
@@ -68,7 +69,7 @@ def test_preprocessing_counts_its_logdet_in_original_pixel_units() -> None:
     assert report.passed, "\n".join(str(r) for r in report.failures)
     without_logit = preprocessing_for(digits, {"logit": False})
     assert not isinstance(without_logit, Compose)
-    with pytest.raises(flowbench.runner.PlanError, match="unknown preprocessing"):
+    with pytest.raises(flowbench.specs.SpecError, match="unknown preprocessing"):
         preprocessing_for(digits, {"logt": True})
 
 

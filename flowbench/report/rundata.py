@@ -10,11 +10,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..api import load_dataset
+from ..api import build_cell_flow, load_dataset
 from ..data.dataset import Dataset
 from ..flow import Flow
 from ..registry import Registry, load_registry
-from ..runner import build_cell_flow
 from ..store import RunStore, records_frame
 
 #: measurement tables a run folder may hold, by attribute name
