@@ -10,6 +10,7 @@ from .data.preprocessing import preprocessing_for
 from .flow import Flow
 from .layers.base import Transform
 from .registry import Registry, get_registry
+from .specs import SpecError
 
 
 class HyperparameterError(ValueError):
@@ -83,11 +84,23 @@ def build_flow(
 
 
 def load_dataset(name: str, seed: int = 0, registry: Registry | None = None) -> Dataset:
-    """The named dataset's fixed train/val/test splits (and oracle ``log_prob``/``entropy``)."""
+    """The named dataset's fixed train/val/test splits (and oracle ``log_prob``/``entropy``),
+    checked against what its spec promised (``event_shape``, ``kind``) before anything uses it."""
     registry = registry or get_registry()
-    dataset = registry.spec("dataset", name).load(seed)
+    entry = registry.get("dataset", name)
+    dataset = entry.spec.load(seed)
+    where = f"dataset {name!r} of plugin {entry.plugin!r} ({entry.source})"
     if not isinstance(dataset, Dataset):
-        raise TypeError(f"dataset {name!r} loader returned {type(dataset).__name__}, not Dataset")
+        raise SpecError(f"{where}: load returned {type(dataset).__name__}, not Dataset")
+    promised = (tuple(entry.spec.event_shape), entry.spec.kind)
+    loaded = (tuple(dataset.event_shape), dataset.kind)
+    if loaded != promised:
+        raise SpecError(f"{where}: loaded event_shape {loaded[0]} and kind {loaded[1]!r}, but "
+                        f"its spec declares {promised[0]} and {promised[1]!r}")
+    for split, data in (("train", dataset.train), ("val", dataset.val)):  # test stays unread
+        if tuple(data.shape[1:]) != loaded[0]:
+            raise SpecError(f"{where}: the {split} split has examples of shape "
+                            f"{tuple(data.shape[1:])}, not the event_shape {loaded[0]}")
     return dataset
 
 

@@ -1,42 +1,37 @@
-"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite, ``report`` runs,
-``check`` a flow.
+"""``flowbench`` command line: ``list`` what is registered, ``run`` a suite, ``tune`` it,
+``report`` runs, ``check`` a flow. Argument parsing, progress printing and exit codes around
+``flowbench.run_suite``, ``flowbench.tune_suite`` and ``flowbench.write_report``.
 
 Exit codes: 0 every cell ok (every check passed); 1 some cell failed or diverged (some check
-failed); 2 usage error (bad name, bad option, broken plugin with ``--strict``); 130 interrupted
-(finished cells are kept; re-run to resume).
+failed); 2 usage error (bad name, bad option, damaged or busy run folder, unusable storage,
+broken plugin with ``--strict``); 130 interrupted (finished cells are kept; re-run to resume).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
-from typing import Any, Sequence
 
-from . import __version__
-from .registry import KINDS, PluginError, Registry, UnknownNameError, load_registry
+STARTED = time.perf_counter()  # before the heavy imports: start-up counts them
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .backends import BACKENDS  # noqa: E402
+from .pruners import PRUNERS  # noqa: E402
+from .registry import KINDS, PluginError, Registry, load_registry  # noqa: E402
+from .storage import ACCEPTED  # noqa: E402
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
-
-
-def _process_age() -> float:
-    """Seconds since this process started (Linux ``/proc``), so start-up and imports count;
-    elsewhere 0."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat", encoding="ascii") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
-        return max(0.0, time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK")))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0.0
 
 
 def _say(message: str) -> None:
@@ -61,13 +56,19 @@ def _seeds(values: Sequence[str] | None) -> list[int] | None:
         raise UsageError(f"--seeds takes integers like 0,1,2; got {','.join(values)!r}") from None
 
 
+def figure_kinds() -> list[str]:
+    from .report.figures import FIGURE_KINDS
+
+    return list(FIGURE_KINDS)
+
+
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument(
         "-p", "--plugin", action="append", dest="plugins", metavar="PLUGIN",
         default=default if suppress else [],
-        help="load a plugin without installing it: a path to a .py file or a module name "
-             "(repeatable)")
+        help="load a plugin without installing it: a path to a .py file, a suite file (.toml) "
+             "or a module name (repeatable)")
     parser.add_argument(
         "--strict", action="store_true", default=default if suppress else False,
         help="make any plugin problem (import error, bad spec, duplicate name) fatal")
@@ -80,7 +81,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 def _execution(parser: argparse.ArgumentParser, cell_timeout: bool = True) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=None,
                         help="local worker processes (default: CPU cores)")
-    parser.add_argument("--backend", choices=("local", "dask"), default="local",
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
                         help="local processes (default) or a Dask cluster")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786")
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished cells are not retrained.",
     )
     _common(run, suppress=True)
-    run.add_argument("--suite", required=True, help="suite name (see `flowbench list`)")
+    run.add_argument("--suite", required=True,
+                     help="suite name (see `flowbench list`) or a suite file, path/to/suite.toml")
     run.add_argument("--datasets", action="append", metavar="A,B", help="only these datasets")
     run.add_argument("--flows", action="append", metavar="A,B", help="only these flows")
     run.add_argument("--bases", action="append", metavar="A,B", help="only these bases")
@@ -166,9 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="where to write the report")
     report.add_argument("--no-figures", action="store_true", help="tables only (faster)")
     report.add_argument("--figures", action="append", metavar="KIND,...",
-                        help="only these figure kinds: nll_spread, speed_vs_nll, "
-                             "learning_curves, density_grid, samples_vs_data, flow_steps, "
-                             "logdet_cost")
+                        help=f"only these figure kinds: {', '.join(figure_kinds())}")
     report.add_argument("--figure-datasets", action="append", metavar="A,B",
                         help="per-dataset figures only for these datasets")
 
@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "machines) can share one --storage.",
     )
     _common(tune, suppress=True)
-    tune.add_argument("--suite", required=True)
+    tune.add_argument("--suite", required=True,
+                      help="suite name (see `flowbench list`) or a suite file, path/to/suite.toml")
     tune.add_argument("--datasets", action="append", metavar="A,B")
     tune.add_argument("--flows", action="append", metavar="A,B")
     tune.add_argument("--bases", action="append", metavar="A,B")
@@ -190,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="finished trials wanted per study (default 20)")
     tune.add_argument("--timeout", type=float, metavar="SECONDS",
                       help="stop adding trials to a study after this long")
-    tune.add_argument("--storage", help="Optuna storage: a journal file path (default: "
-                                        "RESULTS_DIR/<suite>-tuning/optuna.journal) or a "
-                                        "database URL such as postgresql://user@host/db")
-    tune.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    tune.add_argument("--storage", help="Optuna storage (default: "
+                                        "RESULTS_DIR/<suite>-tuning/optuna.journal): "
+                                        + ACCEPTED)
+    tune.add_argument("--pruner", choices=tuple(PRUNERS), default="median",
+                      help="; ".join(f"{name}: {what}" for name, what in PRUNERS.items()))
     tune.add_argument("--steps", type=int, help="override the suite's training steps")
     tune.add_argument("--results-dir", type=Path, default=Path("results"))
     _execution(tune, cell_timeout=False)
@@ -234,7 +236,6 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     import torch
 
-    from .api import HyperparameterError
     from .testing import check_registered, summarise
 
     torch.set_num_threads(1)
@@ -245,11 +246,8 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     except ValueError:
         raise UsageError(f"--shape takes integers like 2 or 3,4,4; got {args.shape!r}") from None
     hparams = dict(_parse_setting(item) for item in args.set)
-    try:
-        report = check_registered(args.flow, args.base, shape, registry=registry,
-                                  seed=args.seed, hparams=hparams)
-    except HyperparameterError as error:
-        raise UsageError(str(error)) from None
+    report = check_registered(args.flow, args.base, shape, registry=registry, seed=args.seed,
+                              hparams=hparams)
     lines = report.results if args.verbose else summarise(report)
     print(f"flowbench check {args.flow} --base {args.base} --shape {args.shape}"
           f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed})")
@@ -301,175 +299,100 @@ def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
-def _find_matching_run(results_dir: Path, suite: str, config_hash: str) -> Path | None:
-    from .store import RunStore
-
-    candidates = []
-    for folder in results_dir.glob(f"{suite}-*"):
-        store = RunStore(folder)
-        if store.exists():
-            try:
-                if store.read_config().get("config_hash") == config_hash:
-                    candidates.append(folder)
-            except (OSError, ValueError):
-                continue
-    return max(candidates, key=lambda p: p.name) if candidates else None
+def _cell_line(record: dict[str, Any], done: int, total: int) -> str:
+    if record["status"] != "ok":
+        text = record.get("message", "")
+    elif record.get("test_bpd") is not None:
+        text = f"test NLL {record['test_bpd']:.4f} bits/dim"
+    else:
+        text = f"test NLL {record['test_nll']:.4f} nats"
+    return (f"[{done}/{total}] {record['dataset']} {record['flow']}/{record['base']} "
+            f"seed {record['seed']}: {record['status']}, {text} "
+            f"({record.get('wall_seconds', 0):.1f} s)")
 
 
-def _choose_folder(args: argparse.Namespace, plan: Any, config: dict[str, Any]) -> tuple[Path, bool]:
-    """(folder, resuming)."""
-    from .store import RunStore
-
-    if args.out is not None:
-        store = RunStore(args.out)
-        if store.exists():
-            existing = store.read_config()
-            if existing.get("config_hash") != config["config_hash"]:
-                differing = sorted(k for k in config if k not in ("plugins",)
-                                   and existing.get(k) != config[k] and k != "config_hash")
-                raise UsageError(
-                    f"{args.out} holds a different run (differs in: {', '.join(differing)}); "
-                    "choose another --out, or repeat that run's options to resume it")
-            return args.out, True
-        if args.out.exists() and any(args.out.iterdir()):
-            raise UsageError(f"{args.out} exists, is not empty and is not a flowbench run "
-                             "folder; choose another --out")
-        return args.out, False
-    if not args.fresh:
-        match = _find_matching_run(args.results_dir, plan.suite, config["config_hash"])
-        if match is not None:
-            return match, True
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = args.results_dir / f"{plan.suite}-{stamp}"
-    suffix = 1
-    while folder.exists():
-        suffix += 1
-        folder = args.results_dir / f"{plan.suite}-{stamp}-{suffix}"
-    return folder, False
-
-
-def _check_execution(args: argparse.Namespace) -> int:
-    """Validate the shared execution options; the number of local workers."""
-    from .runner import default_jobs
-
+def _check_flags(args: argparse.Namespace) -> None:
+    """The execution flags, checked with their own names before anything starts."""
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    jobs = default_jobs() if args.jobs is None else args.jobs
-    if jobs < 1 or getattr(args, "threads", 1) < 1:
-        raise UsageError(f"--jobs and --threads must be >= 1, got {jobs} and "
-                         f"{getattr(args, 'threads', 1)}")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    if getattr(args, "threads", 1) < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.backend == "dask" and not args.scheduler:
         raise UsageError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler is for --backend dask")
     if getattr(args, "cell_timeout", None) is not None and args.cell_timeout <= 0:
         raise UsageError(f"--cell-timeout must be positive, got {args.cell_timeout}")
-    return jobs
+    if getattr(args, "trials", 1) < 1:
+        raise UsageError(f"--trials must be >= 1, got {args.trials}")
+    if getattr(args, "storage", None) and args.command == "run" and not args.tuned:
+        raise UsageError("--storage is for --tuned runs (and for `flowbench tune`)")
 
 
-def _storage(args: argparse.Namespace, suite: str) -> str:
-    from .tune import default_storage
-
-    return args.storage or default_storage(args.results_dir, suite)
-
-
-def _check_datasets(registry: Registry, plan: Any) -> None:
-    """Load every dataset of the plan once, so missing files stop the run before any training."""
-    from .api import load_dataset
-
-    for name in plan.datasets:
-        try:
-            load_dataset(name, plan.data_seed, registry=registry)
-        except FileNotFoundError as error:
-            raise UsageError(str(error)) from None
-
-
-def _tuned_plan(args: argparse.Namespace, registry: Registry, plan: Any) -> Any:
-    """The plan with every cell's settings replaced by its study's best trial."""
-    import dataclasses
-
-    from .runner import plan_run
-    from .tune import StudyMissing, best_settings
-
-    storage = _storage(args, plan.suite)
-    combos = [(d, f, b) for d in plan.datasets for f in plan.flows for b in plan.bases]
-    try:
-        best = best_settings(storage, plan.suite, combos)
-    except StudyMissing as error:
-        raise UsageError(str(error)) from None
-    tuned = plan_run(registry, args.suite, list(plan.datasets), list(plan.flows),
-                     list(plan.bases), list(plan.seeds), args.steps,
-                     measure=not args.no_measure, tuned=best, compile=args.compile)
-    studies = {summary["study"]: summary for summary in best.values()}
-    return dataclasses.replace(tuned, tuning={"storage": storage, "studies": studies})
-
-
-def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
-    import pandas as pd
+def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from tqdm.auto import tqdm
 
-    from .report.tables import text_table
-    from .runner import BackendError, PlanError, plan_run, run_tasks
-    from .store import write_atomic
-    from .tune import study_tasks, time_and_run
+    from .backends import default_jobs
+    from .report.tables import format_nll_table, nll_summary
+    from .runs import run_suite
 
-    jobs = _check_execution(args)
-    if args.trials < 1:
-        raise UsageError(f"--trials must be >= 1, got {args.trials}")
+    _check_flags(args)
+    if args.compile:
+        from .compile import compile_unavailable_reason
+
+        reason = compile_unavailable_reason()
+        if reason is not None:
+            _say(f"--compile: {reason}; cells will train eagerly")
+    # disable=None: a bar on a terminal; one line per finished cell in logs and pipes
+    bar = tqdm(unit="cell", dynamic_ncols=True, disable=None, desc=args.suite)
+
+    def on_record(record: dict[str, Any], done: int, total: int) -> None:
+        line = _cell_line(record, done, total)
+        if bar.disable:
+            _say(line)
+            return
+        bar.total, bar.n = total, done
+        bar.refresh()
+        bar.set_postfix_str(f"{record['dataset']} {record['flow']}/{record['base']}: "
+                            f"{record['status']}")
+        if record["status"] != "ok":
+            tqdm.write(line, file=sys.stderr)
+
+    def say(text: str) -> None:
+        if bar.disable:
+            _say(text)
+        else:
+            tqdm.write(f"flowbench: {text}", file=sys.stderr)
+
     try:
-        plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
-                        _names(args.bases), None, args.steps, measure=False)
-    except PlanError as error:
-        raise UsageError(str(error)) from None
-    _check_datasets(registry, plan)
-    suite = registry.spec("suite", args.suite)
-    if not suite.train_space and not any(registry.spec("flow", f).search_space
-                                         for f in plan.flows):
-        raise UsageError(f"nothing to tune: the flows {list(plan.flows)} have no search_space "
-                         f"and suite {args.suite!r} has no train_space")
-    storage = _storage(args, plan.suite)
-    tasks = study_tasks(plan, storage, args.trials, args.timeout, args.pruner,
-                        workers=jobs if args.backend == "local" else 1)
-    names = list(dict.fromkeys(task.name for task in tasks))
-    where = f"dask {args.scheduler}" if args.backend == "dask" else \
-        f"{min(jobs, len(tasks))} worker(s)"
-    _say(f"tuning {len(names)} studies ({args.trials} trials each) in {storage}, {where}")
-    bar = tqdm(total=len(tasks), desc="studies", unit="task", dynamic_ncols=True, disable=None)
-    latest: dict[str, dict[str, Any]] = {}
-    try:
-        for _, summary in run_tasks([("study", time_and_run, (task,)) for task in tasks],
-                                    plan.plugins, jobs, False, args.backend, args.scheduler):
-            if summary["trials"] >= latest.get(summary["study"], {}).get("trials", -1):
-                latest[summary["study"]] = summary
-            line = (f"{summary['study']}: best val NLL {summary['best_val_nll']:.4f} "
-                    f"({summary['complete']} complete, {summary['pruned']} pruned, "
-                    f"{summary['failed']} failed; {summary['seconds']:.0f} s)")
-            if bar.disable:
-                _say(line)
-            else:
-                bar.update(1)
-                bar.set_postfix_str(summary["study"])
-    except BackendError as error:
-        raise UsageError(str(error)) from None
-    except KeyboardInterrupt:
-        _say("interrupted: finished trials are in the storage; run the same command to continue")
-        return EXIT_INTERRUPTED
+        run = run_suite(
+            args.suite, datasets=_names(args.datasets), flows=_names(args.flows),
+            bases=_names(args.bases), seeds=_seeds(args.seeds), steps=args.steps, out=args.out,
+            results_dir=args.results_dir, fresh=args.fresh, jobs=args.jobs,
+            threads=args.threads, retry_failed=args.retry_failed, measure=not args.no_measure,
+            report=not args.no_report, tuned=args.tuned, storage=args.storage,
+            compile=args.compile, backend=args.backend, scheduler=args.scheduler,
+            cell_timeout=args.cell_timeout, registry=registry, say=say, on_record=on_record,
+            progress=not bar.disable and (args.jobs or default_jobs()) == 1, started=STARTED)
     finally:
         bar.close()
-    summaries = [latest[name] for name in names if name in latest]
-    frame = pd.DataFrame([{
-        "study": s["study"], "complete": s["complete"], "pruned": s["pruned"],
-        "failed": s["failed"], "best val NLL": round(s["best_val_nll"], 4),
-        "best settings": ", ".join(f"{k}={_short(v)}" for k, v in
-                                   {**s["flow_hparams"], **s["base_hparams"], **s["train"]}.items()),
-    } for s in summaries])
-    print(text_table(frame))
-    if "://" not in storage or storage.startswith("sqlite"):
-        csv = Path(storage.replace("sqlite:///", "")).with_name("studies.csv")
-        write_atomic(csv, pd.DataFrame(summaries).to_csv(index=False))
-        print(f"\nstudies: {storage}  (summary: {csv})")
-    print(f"train with the best settings: flowbench run --suite {args.suite} --tuned"
-          + (f" --storage {args.storage}" if args.storage else ""))
+    print(format_nll_table(nll_summary(run.records)))
+    print(f"\nrun folder: {run.folder}  (results.csv, cells.jsonl, config.json, metadata.json)")
+    if run.report is not None:
+        print(f"report: {run.report} (and report.md, figures/, tables/ beside it)")
+    _say(f"wall {sum(run.phase_seconds.values()):.0f} s: " + ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in run.phase_seconds.items()))
+    if run.interrupted:
+        _say(f"interrupted: {len(run.records)}/{len(run.plan.cells)} cells finished and saved; "
+             "run the same command again to resume")
+        return EXIT_INTERRUPTED
+    if run.not_ok:
+        _say(f"{len(run.not_ok)} cell(s) did not finish ok: " + ", ".join(
+            f"{r['cell_id']} ({r['status']}: {r.get('message', '')})" for r in run.not_ok[:5])
+            + (" ..." if len(run.not_ok) > 5 else ""))
+        return EXIT_CELLS_FAILED
     return EXIT_OK
 
 
@@ -477,146 +400,98 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
+    import pandas as pd
     from tqdm.auto import tqdm
 
-    from . import metadata
-    from .report.tables import format_nll_table, nll_summary
-    from .runner import BackendError, PlanError, execute, measure_costs, plan_run
-    from .store import RunStore
+    from .report.tables import text_table
+    from .runs import tune_suite
 
-    jobs = _check_execution(args)
-    import torch
+    _check_flags(args)
+    bar = tqdm(desc="studies", unit="task", dynamic_ncols=True, disable=None)
 
-    torch.set_num_threads(args.threads)  # in-process cells and the cost measurements
-    try:
-        plan = plan_run(registry, args.suite, _names(args.datasets), _names(args.flows),
-                        _names(args.bases), _seeds(args.seeds), args.steps,
-                        measure=not args.no_measure, compile=args.compile)
-        if args.compile:
-            from .compile import compile_unavailable_reason
-
-            reason = compile_unavailable_reason()
-            if reason is not None:
-                _say(f"--compile: {reason}; cells will train eagerly")
-        if args.tuned:
-            plan = _tuned_plan(args, registry, plan)
-        elif args.storage:
-            raise UsageError("--storage is for --tuned runs (and for `flowbench tune`)")
-    except PlanError as error:
-        raise UsageError(str(error)) from None
-    _check_datasets(registry, plan)
-    config = {**plan.config(), "config_hash": plan.config_hash()}
-    folder, resuming = _choose_folder(args, plan, config)
-    store = RunStore(folder)
-    if not resuming:
-        store.write_config(config)
-    store.add_session_metadata(metadata.collect({"jobs": jobs, "threads": args.threads}))
-    already = {r["cell_id"] for r in store.records()}
-    done_before = sum(c.cell_id in already for c in plan.cells)
-    _say(f"{'resuming' if resuming else 'new'} run {folder}: {len(plan.cells)} cells "
-         f"({done_before} already finished), {min(jobs, len(plan.cells))} worker(s)")
-
-    # disable=None: a bar on a terminal; one line per finished cell in logs and pipes
-    bar = tqdm(total=len(plan.cells), initial=done_before, desc=f"{plan.suite}", unit="cell",
-               dynamic_ncols=True, disable=None)
-    quiet_bar = bar.disable
-
-    def report(record: dict[str, Any], done: int, total: int) -> None:
-        if record["status"] != "ok":
-            text = record.get("message", "")
-        elif record.get("test_bpd") is not None:
-            text = f"test NLL {record['test_bpd']:.4f} bits/dim"
-        else:
-            text = f"test NLL {record['test_nll']:.4f} nats"
-        line = (f"[{done}/{total}] {record['dataset']} {record['flow']}/{record['base']} "
-                f"seed {record['seed']}: {record['status']}, {text} "
-                f"({record.get('wall_seconds', 0):.1f} s)")
-        if quiet_bar:
-            _say(line)
+    def on_study(summary: dict[str, Any]) -> None:
+        if bar.disable:
+            _say(f"{summary['study']}: best val NLL {summary['best_val_nll']:.4f} "
+                 f"({summary['complete']} complete, {summary['pruned']} pruned, "
+                 f"{summary['failed']} failed; {summary['seconds']:.0f} s)")
         else:
             bar.update(1)
-            bar.set_postfix_str(f"{record['dataset']} {record['flow']}/{record['base']}: "
-                                f"{record['status']}")
-            if record["status"] != "ok":
-                tqdm.write(line, file=sys.stderr)
+            bar.set_postfix_str(summary["study"])
 
-    phases = {"start-up": _process_age()}
-    clock = time.perf_counter()
-
-    def phase_done(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        phases[name] = phases.get(name, 0.0) + now - clock
-        clock = now
-
-    interrupted = False
     try:
-        records = execute(plan, store, jobs=jobs, threads=args.threads,
-                          retry_failed=args.retry_failed, progress=not quiet_bar and jobs == 1,
-                          on_record=report, cell_timeout=args.cell_timeout,
-                          backend=args.backend, scheduler=args.scheduler)
-        bar.close()
-        phase_done("training and evaluation")
-        measure_costs(plan, store, registry, on_progress=lambda text: _say(f"measuring {text}"))
-        phase_done("cost study")
-    except BackendError as error:
-        raise UsageError(str(error)) from None
-    except KeyboardInterrupt:
-        interrupted = True
-        wanted = {c.cell_id for c in plan.cells}
-        records = [r for r in store.records() if r["cell_id"] in wanted]
+        tuning = tune_suite(
+            args.suite, datasets=_names(args.datasets), flows=_names(args.flows),
+            bases=_names(args.bases), trials=args.trials, timeout=args.timeout,
+            storage=args.storage, pruner=args.pruner, steps=args.steps,
+            results_dir=args.results_dir, jobs=args.jobs, backend=args.backend,
+            scheduler=args.scheduler, registry=registry, say=_say, on_study=on_study)
     finally:
         bar.close()
-
-    store.write_table(records)
-    summary = nll_summary(records)
-    print(format_nll_table(summary))
-    print(f"\nrun folder: {folder}  (results.csv, cells.jsonl, config.json, metadata.json)")
-    phase_done("tables")
-    if not interrupted and not args.no_report and records:
-        page = _write_report([folder], None, figures=True)
-        print(f"report: {page} (and report.md, figures/, tables/ beside it)")
-        phase_done("report")
-    store.update_session_metadata({"phase_seconds": phases})
-    _say(f"wall {sum(phases.values()):.0f} s: " + ", ".join(
-        f"{name} {seconds:.1f} s" for name, seconds in phases.items()))
-    if interrupted:
-        _say(f"interrupted: {len(records)}/{len(plan.cells)} cells finished and saved; "
-             "run the same command again to resume")
+    if tuning.interrupted:
+        _say("interrupted: finished trials are in the storage, unfinished ones marked failed; "
+             "run the same command to continue")
         return EXIT_INTERRUPTED
-    bad = [r for r in records if r["status"] != "ok"]
-    if bad:
-        _say(f"{len(bad)} cell(s) did not finish ok: " + ", ".join(
-            f"{r['cell_id']} ({r['status']}: {r.get('message', '')})" for r in bad[:5])
-            + (" ..." if len(bad) > 5 else ""))
-        return EXIT_CELLS_FAILED
+    print(text_table(pd.DataFrame([{
+        "study": s["study"], "complete": s["complete"], "pruned": s["pruned"],
+        "failed": s["failed"], "best val NLL": round(s["best_val_nll"], 4),
+        "best settings": ", ".join(f"{k}={_short(v)}" for k, v in
+                                   {**s["flow_hparams"], **s["base_hparams"], **s["train"]}.items()),
+    } for s in tuning.studies])))
+    if tuning.summary_csv is not None:
+        print(f"\nstudies: {tuning.storage}  (summary: {tuning.summary_csv})")
+    print(f"train with the best settings: flowbench run --suite {args.suite} --tuned"
+          + (f" --storage {args.storage}" if args.storage else ""))
     return EXIT_OK
-
-
-def _write_report(runs: Sequence[Path], out: Path | None, figures: bool,
-                  kinds: list[str] | None = None, datasets: list[str] | None = None) -> Path:
-    from .report.build import write_report
-
-    try:
-        result = write_report(runs, out, figures=figures, figure_kinds=kinds,
-                              figure_datasets=datasets)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    return result.html
 
 
 def cmd_report(args: argparse.Namespace, registry: Registry) -> int:
-    from .store import RunStore
+    from .runs import write_report
 
-    for run in args.runs:
-        if not RunStore(run).exists():
-            raise UsageError(f"{run} is not a flowbench run folder (no config.json); "
-                             "give folders written by `flowbench run`")
-    page = _write_report(args.runs, args.out, not args.no_figures, _names(args.figures),
-                         _names(args.figure_datasets))
-    print(f"report: {page} (and report.md, figures/, tables/ beside it)")
+    try:
+        result = write_report(args.runs, args.out, figures=not args.no_figures,
+                              figure_kinds=_names(args.figures),
+                              figure_datasets=_names(args.figure_datasets))
+    except ValueError as error:  # unknown figure kinds and the like (a damaged file says more)
+        raise UsageError(str(error)) from None
+    print(f"report: {result.html} (and report.md, figures/, tables/ beside it)")
     return EXIT_OK
+
+
+def _hint(error: BaseException, args: argparse.Namespace) -> str:
+    """What to do, in the command line's words, for errors whose library message cannot name
+    the flags."""
+    from .runlock import RunLocked
+    from .store import DamagedFile, ReadOnlyRun, StoreError
+    from .tune import StudyMissing
+
+    if isinstance(error, StudyMissing):
+        return (f"; run `flowbench tune --suite {args.suite}`"
+                + (f" --storage {args.storage}" if getattr(args, "storage", None) else "")
+                + " first")
+    if args.command == "run" and isinstance(error, (DamagedFile, ReadOnlyRun, RunLocked,
+                                                    StoreError)):
+        return " (--out DIR picks another folder; --fresh starts a new one)"
+    if args.command == "report" and isinstance(error, (RunLocked, ReadOnlyRun)):
+        return " (--out DIR writes the report elsewhere)"
+    return ""
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "this input cannot work": one line, exit 2, never a traceback."""
+    from .api import HyperparameterError
+    from .backends import BackendError
+    from .plan import PlanError
+    from .registry import UnknownNameError
+    from .runlock import RunLocked
+    from .specs import SpecError
+    from .storage import StorageError
+    from .store import StoreError
+    from .suitefile import SuiteFileError
+    from .tune import StudyMissing
+
+    return (UsageError, UnknownNameError, PlanError, SpecError, SuiteFileError, StoreError,
+            RunLocked, StorageError, BackendError, StudyMissing, HyperparameterError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -627,17 +502,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.data_dir is not None:  # workers inherit the environment
         os.environ["FLOWBENCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "check": cmd_check,
+               "tune": cmd_tune}[args.command]
     try:
-        registry = _load_registry(args)
-        handler = {"list": cmd_list, "run": cmd_run, "report": cmd_report,
-                   "check": cmd_check, "tune": cmd_tune}[args.command]
-        return handler(args, registry)
-    except (UsageError, UnknownNameError) as error:
-        _say(f"error: {error}")
-        return EXIT_USAGE
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            registry = _load_registry(args)
+            return handler(args, registry)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as error:
+        if not isinstance(error, _usage_errors()):
+            raise
+        _say(f"error: {error}{_hint(error, args)}")
+        return EXIT_USAGE
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    """Warnings as one ``flowbench: warning: ...`` line, not a source listing."""
+    _say(f"warning: {message}")
 
 
 if __name__ == "__main__":  # pragma: no cover

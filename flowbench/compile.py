@@ -61,8 +61,8 @@ def compile_log_prob(flow: Flow) -> tuple[Callable[[Tensor], Tensor], str | None
 
 
 def warn_eager(reason: str) -> None:
-    warnings.warn(f"--compile: {reason}; training eagerly instead", CompileUnavailable,
-                  stacklevel=3)
+    warnings.warn(f"compilation unavailable: {reason}; training eagerly instead",
+                  CompileUnavailable, stacklevel=3)
 
 
 __all__ = ["CompileUnavailable", "compile_log_prob", "compile_unavailable_reason", "warn_eager"]

@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,8 @@ PERTURBATION = 0.05
 
 #: the columns of a ``logdet_cost`` table
 LOGDET_COLUMNS = ["flow", "base", "dim", "path", "seconds_median", "seconds_iqr",
-                  "per_example_seconds", "repeats", "batch", "max_abs_error", "threads", "jacobian"]
+                  "per_example_seconds", "repeats", "batch", "max_abs_error", "threads", "jacobian",
+                  "status", "message"]
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ def logdet_cost(
     flow_hparams: Mapping | None = None,
     base_hparams: Mapping | None = None,
     max_seconds: float | None = None,
+    brute_force_budget: float | None = None,
 ) -> pd.DataFrame:
     """Cost of ``log p(x)`` by the analytic log-det against the brute-force Jacobian, per D.
 
@@ -226,11 +228,15 @@ def logdet_cost(
     ``max_abs_error`` is the largest difference of the two log-densities on a float64 copy.
     ``max_seconds`` is a time budget: the smallest dim is always measured, and once the budget
     is exceeded the larger dims are skipped with a warning (and listed in
-    ``attrs["skipped_dims"]``); no row is invented for them.
+    ``attrs["skipped_dims"]``); no row is invented for them. ``brute_force_budget`` bounds the
+    brute-force path alone: once one of its calls takes longer than this many seconds, larger
+    dims are measured on the analytic path only, each with a ``brute_force`` row of status
+    ``skipped`` saying why (its timing columns empty).
     """
     threads = torch.get_num_threads()
     rows, skipped = [], []
     start = time.perf_counter()
+    too_slow: str | None = None  # why the brute-force path stopped growing D
     for dim in sorted(int(d) for d in dims):
         if rows and max_seconds is not None and time.perf_counter() - start > max_seconds:
             skipped.append(dim)
@@ -239,12 +245,18 @@ def logdet_cost(
         x = _synthetic_batch(batch, dim, generator)
         model = _prepared_flow(flow, base, dim, x, generator, seed, registry, flow_hparams,
                                base_hparams)
-        model64, x64 = copy.deepcopy(model).double(), x.double()
-        method, brute_force = _brute_force_method(model64, x64)
-        error = float((_analytic_log_prob(model64, x64) - brute_force(model64, x64)).abs().max())
-
-        paths = (("analytic", "none", partial(_analytic_log_prob, model, x)),
-                 ("brute_force", method, partial(brute_force, model, x)))
+        paths = [("analytic", "none", partial(_analytic_log_prob, model, x))]
+        error = float("nan")
+        if too_slow is None:
+            model64, x64 = copy.deepcopy(model).double(), x.double()
+            method, brute_force = _brute_force_method(model64, x64)
+            error = float((_analytic_log_prob(model64, x64)
+                           - brute_force(model64, x64)).abs().max())
+            paths.append(("brute_force", method, partial(brute_force, model, x)))
+        else:
+            rows.append({"flow": flow, "base": base, "dim": dim, "path": "brute_force",
+                         "batch": batch, "threads": threads, "status": "skipped",
+                         "message": too_slow})
         for path, jacobian, fn in paths:
             timing = time_call(fn, repeats=repeats, warmup=1)
             rows.append({
@@ -252,7 +264,12 @@ def logdet_cost(
                 "seconds_median": timing.median, "seconds_iqr": timing.iqr,
                 "per_example_seconds": timing.median / batch, "repeats": timing.repeats,
                 "batch": batch, "max_abs_error": error, "threads": threads, "jacobian": jacobian,
+                "status": "ok", "message": "",
             })
+            if (path == "brute_force" and brute_force_budget is not None
+                    and timing.median > brute_force_budget):
+                too_slow = (f"brute force not measured above D = {dim}: one call took "
+                            f"{timing.median:.3g} s there (budget {brute_force_budget:g} s)")
     frame = pd.DataFrame(rows, columns=LOGDET_COLUMNS)
     frame.attrs["skipped_dims"] = skipped
     if skipped:
@@ -333,6 +350,8 @@ def exponents(logdet: pd.DataFrame) -> pd.DataFrame:
     columns = ["flow", "base", "path", "exponent_all", "exponent_large", "seconds_at_max_dim",
                "max_dim", "ratio_to_analytic"]
     rows = []
+    if "status" in logdet:  # rows of paths not measured at some D carry no timing
+        logdet = logdet[logdet["status"].fillna("ok") == "ok"]
     for (flow, base, path), group in logdet.groupby(["flow", "base", "path"], sort=False):
         max_dim = int(group["dim"].max())
         seconds = float(group.loc[group["dim"] == max_dim, "seconds_median"].iloc[0])
@@ -351,4 +370,40 @@ def exponents(logdet: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["Timing", "time_call", "throughput", "logdet_cost", "linear_cost", "fit_exponent",
-           "exponents"]
+           "exponents", "tail_statistics"]
+
+
+#: a cell's mean test NLL is flagged as dominated by a few points when the largest 0.1 % of the
+#: per-point NLLs move it by more than this many nats per dimension of the data
+TAIL_SHIFT_PER_DIM = 0.05
+TAIL_FRACTION = 0.001
+TOP_POINTS = 5
+
+
+def tail_statistics(nll: Tensor, dims: int) -> dict[str, Any]:
+    """How much the largest per-point NLLs carry of a mean NLL (``nll``: one value per test
+    point, nats). A single point with log-density near -1e11 makes a mean of millions while the
+    median stays sane; these numbers make such a cell recognisable at a glance:
+
+    - ``test_nll_median``, ``test_nll_top`` (the :data:`TOP_POINTS` largest, descending);
+    - ``test_tail_points``: k = max(1, ceil(:data:`TAIL_FRACTION` * n));
+    - ``test_nll_trimmed``: the mean without the k largest; ``test_tail_shift``: mean minus that;
+    - ``test_tail_share``: sum over the k largest of (nll - median) / sum of |nll - median|;
+    - ``test_tail_flag``: the shift exceeds :data:`TAIL_SHIFT_PER_DIM` nats per dimension.
+    Non-finite values count as the largest (their statistics are then non-finite too)."""
+    values = nll.double().flatten()
+    n = int(values.numel())
+    k = max(1, math.ceil(TAIL_FRACTION * n))
+    ordered = torch.sort(torch.nan_to_num(values, nan=math.inf), descending=True).values
+    median = float(values.median())
+    mean = float(values.mean())
+    trimmed = float(ordered[k:].mean()) if n > k else float("nan")
+    deviation = (values - median).abs().sum()
+    share = float((ordered[:k] - median).sum() / deviation) if deviation > 0 else 0.0
+    shift = mean - trimmed
+    return {
+        "test_nll_median": median, "test_nll_trimmed": trimmed,
+        "test_nll_top": [float(v) for v in ordered[:TOP_POINTS]],
+        "test_tail_points": k, "test_tail_shift": shift, "test_tail_share": share,
+        "test_tail_flag": bool(not math.isfinite(shift) or shift > TAIL_SHIFT_PER_DIM * dims),
+    }

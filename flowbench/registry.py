@@ -1,8 +1,12 @@
-"""Find plugins (entry points and ``-p`` modules), collect their specs, and look names up.
+"""Find plugins (entry points, ``-p`` modules and suite files), collect their specs, and look
+names up.
 
-Loading never lets one broken plugin take the others down: an import error, an exception in a
-hook, a malformed spec or a duplicate name becomes a ``PluginProblem`` naming the plugin and where
-it came from, and the rest of the registry is built as usual. ``strict=True`` raises instead.
+Every register hook is called through pluggy's hook caller, so ``tryfirst`` / ``trylast`` order
+the results and a hook wrapper (``@hookimpl(wrapper=True)``) sees — and may change — the lists
+the other plugins returned, as pluggy users expect. Loading never lets one broken plugin take the
+others down: an import error, an exception in a hook, a malformed spec or a duplicate name becomes
+a ``PluginProblem`` naming the plugin and where it came from, and the rest of the registry is
+built as usual. ``strict=True`` raises instead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pluggy
 
 from . import hookspecs
 from .specs import SPEC_TYPES, SpecError
+from .suitefile import as_plugin, is_suite_file
 
 ENTRY_POINT_GROUP = "flowbench"
 DISTRIBUTION = "flowbench-nf"
@@ -94,9 +99,6 @@ class Registry:
     problems: list[PluginProblem] = field(default_factory=list)
     #: the ``-p`` references this registry was loaded with (worker processes reload them)
     extra_plugins: tuple[str, ...] = ()
-    #: plugins named in ``FLOWBENCH_PLUGINS`` / skipped by ``FLOWBENCH_DISABLE_PLUGINS``
-    env_plugins: tuple[str, ...] = ()
-    disabled: tuple[str, ...] = ()
 
     @property
     def flows(self) -> dict[str, Registered]:
@@ -170,7 +172,7 @@ def _describe(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def _is_path(reference: str) -> bool:
-    return reference.endswith(".py") or Path(reference).exists()
+    return reference.endswith(".py") or is_suite_file(reference) or Path(reference).exists()
 
 
 def _plugin_name(reference: str) -> str:
@@ -179,8 +181,11 @@ def _plugin_name(reference: str) -> str:
 
 
 def _import_plugin(reference: str) -> tuple[str, ModuleType]:
-    """Import ``-p`` argument: a path to a ``.py`` file or an importable module name."""
+    """Import ``-p`` argument: a path to a ``.py`` file or a suite file (``.toml``), or an
+    importable module name."""
     path = Path(reference)
+    if is_suite_file(reference):
+        return path.stem, as_plugin(path)
     if _is_path(reference):
         if not path.is_file():
             raise FileNotFoundError(f"no such plugin file: {reference}")
@@ -196,27 +201,68 @@ def _import_plugin(reference: str) -> tuple[str, ModuleType]:
 
 
 def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Call every register hook through pluggy and admit each spec it returns, attributed to the
+    plugin whose implementation returned it (or, for a spec a wrapper made, to the wrapper)."""
     for kind in KINDS:
-        spec_type = SPEC_TYPES[kind]
-        for impl in getattr(pm.hook, _HOOKS[kind]).get_hookimpls():
-            plugin = impl.plugin_name
-            source = registry.plugins.get(plugin, plugin)
-            try:
-                specs = impl.function()
-            except Exception as error:  # noqa: BLE001 - any plugin failure is reported, not raised
-                registry.problems.append(
-                    PluginProblem(plugin, source, f"{_HOOKS[kind]}() raised {error!r}")
-                )
-                continue
+        hook_name, spec_type = _HOOKS[kind], SPEC_TYPES[kind]
+        caller = getattr(pm.hook, hook_name)
+        origin: dict[int, str] = {}
+        for impl in caller.get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper):
+                impl.function = _guarded(impl.function, impl.plugin_name, hook_name, spec_type,
+                                         registry, origin)
+        wrappers = [impl.plugin_name for impl in caller.get_hookimpls()
+                    if impl.wrapper or impl.hookwrapper]
+        try:
+            results = caller()
+        except Exception as error:  # noqa: BLE001 - only wrappers can raise here
+            plugin = ", ".join(wrappers) or "?"
+            registry.problems.append(PluginProblem(
+                plugin, registry.plugins.get(plugin, plugin),
+                f"hook wrapper of {hook_name}() raised {error!r}; no {kind} was registered"))
+            continue
+        made: list[tuple[str, Any]] = []
+        for specs in results:
             if not isinstance(specs, (list, tuple)):
+                plugin = ", ".join(wrappers) or "?"
                 registry.problems.append(PluginProblem(
-                    plugin, source, f"{_HOOKS[kind]}() must return a list of {spec_type.__name__}, "
-                    f"got {type(specs).__name__}"))
+                    plugin, registry.plugins.get(plugin, plugin), f"{hook_name}() results must "
+                    f"be lists of {spec_type.__name__}, got {type(specs).__name__}"))
                 continue
-            for spec in specs:
-                problem = _admit(registry, kind, spec, spec_type, plugin, source)
-                if problem:
-                    registry.problems.append(PluginProblem(plugin, source, problem))
+            made += [(origin.get(id(spec), ", ".join(wrappers) or "?"), spec) for spec in specs]
+        # a name registered twice is kept for the plugin loaded first (built-ins before
+        # third parties), whatever order the hooks ran in
+        loaded = list(registry.plugins)
+        made.sort(key=lambda item: loaded.index(item[0]) if item[0] in loaded else len(loaded))
+        for plugin, spec in made:
+            source = registry.plugins.get(plugin, plugin)
+            problem = _admit(registry, kind, spec, spec_type, plugin, source)
+            if problem:
+                registry.problems.append(PluginProblem(plugin, source, problem))
+
+
+def _guarded(function: Any, plugin: str, hook_name: str, spec_type: type, registry: Registry,
+             origin: dict[int, str]) -> Any:
+    """``function`` as pluggy will call it, but a failure becomes the plugin's problem (not
+    everyone's), and each spec it returns remembers which plugin made it."""
+    source = registry.plugins.get(plugin, plugin)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            specs = function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any plugin failure is reported, not raised
+            registry.problems.append(PluginProblem(plugin, source, f"{hook_name}() raised {error!r}"))
+            return None
+        if not isinstance(specs, (list, tuple)):
+            registry.problems.append(PluginProblem(
+                plugin, source, f"{hook_name}() must return a list of {spec_type.__name__}, got "
+                f"{type(specs).__name__}"))
+            return None
+        for spec in specs:
+            origin[id(spec)] = plugin
+        return list(specs)
+
+    return call
 
 
 def _admit(registry: Registry, kind: str, spec: Any, spec_type: type, plugin: str,
@@ -267,37 +313,34 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def load_registry(
-    plugins: Sequence[str] = (), strict: bool = False, entry_points: bool = True,
-    warn: bool = True, disable: Sequence[str] = (),
-) -> Registry:
+def load_registry(plugins: Sequence[str] = (), strict: bool = False,
+                  warn: bool = True) -> Registry:
     """Build a registry from the ``flowbench`` entry points and the extra ``plugins``.
 
-    ``plugins`` are paths to ``.py`` files or importable module names (the CLI's ``-p``); the
-    environment variable ``FLOWBENCH_PLUGINS`` (comma-separated) adds more. Plugins named in
-    ``disable`` or in ``FLOWBENCH_DISABLE_PLUGINS`` (entry-point or plugin names) are not loaded
-    at all. Problems are collected in ``registry.problems``; with ``strict`` they raise
-    ``PluginError``, otherwise each is issued as a ``PluginWarning`` (unless ``warn=False``).
+    ``plugins`` are paths to ``.py`` files or suite files (``.toml``), or importable module
+    names (the CLI's ``-p``); the environment variable ``FLOWBENCH_PLUGINS`` (comma-separated)
+    adds more. Plugins named in ``FLOWBENCH_DISABLE_PLUGINS`` (entry-point or plugin names) are
+    not loaded at all. Problems are collected in ``registry.problems``; with ``strict`` they
+    raise ``PluginError``, otherwise each is issued as a ``PluginWarning`` (unless ``warn=False``).
     """
     pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     env_plugins = tuple(_env_list(ENV_PLUGINS))
-    disabled = set(disable) | set(_env_list(ENV_DISABLE))
-    registry = Registry(extra_plugins=tuple(plugins), env_plugins=env_plugins)
+    disabled = set(_env_list(ENV_DISABLE))
+    registry = Registry(extra_plugins=tuple(plugins))
     skipped: list[str] = []
-    if entry_points:
-        for ep in _entry_points():
-            if ep.name in disabled:
-                skipped.append(ep.name)
-                continue
-            source = _describe(ep)
-            try:
-                module = ep.load()
-            except Exception as error:  # noqa: BLE001
-                registry.problems.append(
-                    PluginProblem(ep.name, source, f"failed to import: {error!r}"))
-                continue
-            _register(pm, registry, ep.name, module, source)
+    for ep in _entry_points():
+        if ep.name in disabled:
+            skipped.append(ep.name)
+            continue
+        source = _describe(ep)
+        try:
+            module = ep.load()
+        except Exception as error:  # noqa: BLE001
+            registry.problems.append(
+                PluginProblem(ep.name, source, f"failed to import: {error!r}"))
+            continue
+        _register(pm, registry, ep.name, module, source)
     for reference, origin in [(p, "-p") for p in plugins] + [(p, ENV_PLUGINS) for p in env_plugins]:
         if _plugin_name(reference) in disabled:
             skipped.append(_plugin_name(reference))
@@ -309,7 +352,6 @@ def load_registry(
                 _plugin_name(reference), f"{origin} {reference}", f"failed to import: {error!r}"))
             continue
         _register(pm, registry, name, module, f"{origin} {reference}")
-    registry.disabled = tuple(sorted(set(skipped)))
     for name in sorted(disabled - set(skipped)):
         registry.problems.append(PluginProblem(
             name, ENV_DISABLE, "asked to be disabled, but no plugin has this name; loaded: "
@@ -328,11 +370,10 @@ def load_registry(
 _default: dict[tuple, Registry] = {}
 
 
-def get_registry(plugins: Sequence[str] = (), strict: bool = False,
-                 refresh: bool = False) -> Registry:
+def get_registry(plugins: Sequence[str] = ()) -> Registry:
     """The registry of installed plugins (plus ``plugins``), loaded once per process (and again
     when the plugin environment variables change)."""
-    key = (tuple(plugins), strict, os.environ.get(ENV_PLUGINS), os.environ.get(ENV_DISABLE))
-    if refresh or key not in _default:
-        _default[key] = load_registry(plugins, strict=strict)
+    key = (tuple(plugins), os.environ.get(ENV_PLUGINS), os.environ.get(ENV_DISABLE))
+    if key not in _default:
+        _default[key] = load_registry(plugins)
     return _default[key]

@@ -23,8 +23,12 @@ MEASURE_DEFAULTS: dict[str, Any] = {
     "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow
     "logdet_batch": 16,
     "logdet_repeats": 5,
-    "linear_channels": (4, 16, 64, 256, 1024),  # Glow 1x1 conv: LU vs plain
+    "logdet_call_budget": 0.25,                 # s per brute-force call before D stops growing
+    "linear_channels": (4, 16, 64, 256, 1024),  # 1x1 conv: LU vs plain (flows that ask for it)
 }
+
+#: extra cost studies a flow spec may ask for (``FlowSpec.measures``)
+FLOW_MEASURES = ("linear_cost",)
 
 #: how discrete (image) data enter the flows unless the suite says otherwise
 #: (``SuiteSpec.preprocessing``): rescaled to [0, 1), then RealNVP's logit with this ``alpha``
@@ -108,7 +112,9 @@ class FlowSpec:
 
     ``defaults`` lists every hyperparameter ``build`` accepts, with its default value;
     ``search_space`` proposes values for tuning (see ``SearchSpace``); ``data_kinds`` says which
-    datasets it can model ("vector", "image").
+    datasets it can model ("vector", "image"); ``measures`` names extra cost studies that apply
+    to the architecture (:data:`FLOW_MEASURES`: ``"linear_cost"``, LU-parameterised against
+    plain invertible 1x1 convolutions, for flows built on them).
     """
 
     name: str
@@ -118,10 +124,15 @@ class FlowSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     data_kinds: tuple[str, ...] = ("vector",)
     search_space: SearchSpace | None = None
+    measures: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _check_common(self, "flow")
         _check_builder(self, "flow", "build")
+        unknown = sorted(set(self.measures) - set(FLOW_MEASURES))
+        if unknown or isinstance(self.measures, str):
+            raise SpecError(f"flow {self.name!r}: unknown measures {unknown or self.measures!r}; "
+                            f"valid: {list(FLOW_MEASURES)}")
         unknown = set(self.data_kinds) - set(DATA_KINDS)
         if not self.data_kinds or unknown:
             raise SpecError(

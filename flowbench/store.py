@@ -1,6 +1,6 @@
 """A run folder on disk: resolved config, metadata, an append-only record of finished cells.
 
-Layout of ``results/<suite>-<timestamp>/`` (or ``--out DIR``)::
+Layout of ``results/<suite>-<timestamp>/`` (or any folder you choose)::
 
     config.json     the resolved run configuration (what the command asked for, fully spelled out)
     metadata.json   machine and package versions, one entry per session that worked on the run
@@ -8,12 +8,16 @@ Layout of ``results/<suite>-<timestamp>/`` (or ``--out DIR``)::
     results.csv     one row per finished cell (rewritten atomically after each cell)
     models/         the trained state dict of each ok cell, ``<cell_id>.pt``
     references.*    baseline NLLs per dataset (``.jsonl`` appended, ``.csv`` rewritten)
-    logdet_cost.*   log-det cost per flow/base and dimension; linear_cost.*: LU vs plain 1x1 conv
-    report.md, report.html, figures/, tables/   written by ``flowbench report``
+    logdet_cost.*   log-det cost per flow and dimension; linear_cost.*: LU vs plain 1x1 conv
+    report.md, report.html, figures/, tables/   written by the report
+    .lock           who owns the folder while a process writes it (see ``flowbench.runlock``)
 
-Killing the process loses nothing that finished: every record is on disk before the next cell
-is reported, a torn last line (crash mid-write) is ignored on reading, and the table is always
-rebuilt from ``cells.jsonl``.
+What is guaranteed: every file is either appended and fsync'ed (``*.jsonl``) or replaced atomically
+(everything else), so a kill at any moment leaves each file whole, except possibly a torn last line
+of a ``*.jsonl`` file. That fragment is set aside (``<name>.torn``) and cut off when the folder is
+next opened for writing, and skipped when it is only read. Anything else that does not parse is a
+damaged file: :class:`DamagedFile` names it and the line, and nothing is rewritten. A folder that
+holds ``REFERENCE-RUN.md`` is a committed reference run: it can be read, never written.
 """
 
 from __future__ import annotations
@@ -23,15 +27,37 @@ import math
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
+
+from .runlock import RunLock
 
 CONFIG, METADATA, RECORDS, TABLE, MODELS = (
     "config.json", "metadata.json", "cells.jsonl", "results.csv", "models",
 )
-FINISHED = ("ok", "diverged", "failed", "timeout")
+#: the file that marks a committed, read-only reference run
+REFERENCE_MARKER = "REFERENCE-RUN.md"
+
+
+class StoreError(Exception):
+    """A run folder that cannot be used as asked (damaged, read-only, or owned by another
+    process). ``str()`` says which file and what to do."""
+
+
+class DamagedFile(StoreError):
+    """A file of the run folder that does not parse as what flowbench wrote."""
+
+    def __init__(self, path: Path, line: int | None, problem: str, remedy: str):
+        self.path, self.line, self.problem, self.remedy = Path(path), line, problem, remedy
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}; {remedy}. Nothing was overwritten")
+
+
+class ReadOnlyRun(StoreError):
+    """A committed reference run: it is never resumed nor written into."""
 
 
 def _json_default(value: Any) -> Any:
@@ -51,16 +77,23 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see either the old or the new file, never half."""
+def dumps(value: Any, **options: Any) -> str:
+    """JSON text of ``value`` as flowbench writes it (NaN as null, sets sorted)."""
+    return json.dumps(jsonable(value), default=_json_default, allow_nan=False, **options)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either the old or the new file, never half: a
+    hidden temporary file in the same folder, fsync'ed, then renamed over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -69,8 +102,111 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def read_json(path: Path, what: str, remedy: str) -> Any:
+    """Parse a JSON file written by flowbench, or raise :class:`DamagedFile` naming the line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DamagedFile(path, None, f"{what} is not UTF-8 text ({error.reason})", remedy) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DamagedFile(path, error.lineno, f"{what} is not valid JSON ({error.msg}, column "
+                          f"{error.colno})", remedy) from None
+
+
+def _append_lines(path: Path, lines: Iterable[str]) -> None:
+    """Append whole lines durably (flush + fsync before returning)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_jsonl(path: Path, check: Any = None) -> list[dict[str, Any]]:
+    """Every record of a ``*.jsonl`` file. A last line without its newline is an append still
+    in progress (or torn by a crash): skipped with a warning. Any other line that is not a JSON
+    object (or fails ``check(record) -> problem | None``) is damage: :class:`DamagedFile`."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail_is_open = not data.endswith(b"\n")
+    records = []
+    remedy = (f"repair or delete line(s) of {path.name} that are not flowbench records (a deleted "
+              "cell record is trained again), or start a new run folder")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        last = number == len(lines) and tail_is_open
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            if last:
+                warnings.warn(f"{path}, line {number}: unreadable record skipped: an "
+                              "unfinished last line (interrupted or in-progress write)",
+                              stacklevel=3)
+                continue
+            raise DamagedFile(path, number, f"not a JSON record ({error})", remedy) from None
+        problem = "not a JSON object" if not isinstance(record, dict) else (
+            check(record) if check else None)
+        if problem:
+            raise DamagedFile(path, number, problem, remedy)
+        records.append(record)
+    return records
+
+
+def _check_cell_record(record: dict[str, Any]) -> str | None:
+    if not isinstance(record.get("cell_id"), str):
+        return "a JSON object without a 'cell_id': not a flowbench cell record"
+    return None
+
+
+def repair_torn_tail(path: Path) -> str | None:
+    """Make ``path`` (a ``*.jsonl`` file) end with a newline before anything is appended, so a
+    fragment left by a crash mid-append can never swallow the next record. A fragment that is
+    a whole record only lacking its newline gets the newline; any other fragment is moved to
+    ``<name>.torn`` and cut off. Returns what was done, or ``None`` when nothing was needed."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return None
+        handle.seek(0)
+        data = handle.read()
+        start = data.rfind(b"\n") + 1
+        fragment = data[start:]
+        line = data.count(b"\n") + 1
+        try:
+            complete = isinstance(json.loads(fragment.decode("utf-8")), dict)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            complete = False
+        if complete:
+            handle.seek(0, os.SEEK_END)
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            return f"{path}, line {line}: a whole record lacked its newline; newline added"
+        _append_lines_bytes(path.with_name(path.name + ".torn"), fragment)
+        handle.truncate(start)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return (f"{path}, line {line}: an unfinished record ({len(fragment)} bytes, from an "
+            f"interrupted write) was moved to {path.name}.torn; what it recorded is redone")
+
+
+def _append_lines_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class RunStore:
-    """Reads and writes one run folder."""
+    """Reads and writes one run folder. Reading takes no lock; every write happens under the
+    folder's lock (:meth:`writing`, re-entrant) and is refused for a reference run."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -82,85 +218,114 @@ class RunStore:
     def exists(self) -> bool:
         return (self.path / CONFIG).is_file()
 
+    @property
+    def is_reference(self) -> bool:
+        """A committed reference run (``REFERENCE-RUN.md``): read-only."""
+        return (self.path / REFERENCE_MARKER).is_file()
+
+    # --- ownership ---------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, command: str = "flowbench") -> Iterator["RunStore"]:
+        """Own the folder for the block: refuse a reference run, take the lock (another live
+        process holding it raises :class:`~flowbench.runlock.RunLocked`; a stale lock of a dead
+        process does not block), and, when first taken, repair torn last lines before anything
+        is appended. Every write method takes it too; hold it around a whole run so no other
+        process can slip in between two writes."""
+        if self.is_reference:
+            raise ReadOnlyRun(
+                f"{self.path} is a committed reference run ({REFERENCE_MARKER}): it is never "
+                "resumed or written into; write to another folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        first = not RunLock.holds(self.path)
+        lock = RunLock(self.path, command)
+        lock.acquire()
+        try:
+            if first:
+                for path in sorted(self.path.glob("*.jsonl")):
+                    done = repair_torn_tail(path)
+                    if done:
+                        warnings.warn(done, stacklevel=3)
+            yield self
+        finally:
+            lock.release()
+
+    # --- config and metadata -----------------------------------------------------------------
+
     def read_config(self) -> dict[str, Any]:
-        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        config = read_json(self.path / CONFIG, "the run configuration",
+                           "restore it (e.g. from version control) or start a new run folder")
+        if not isinstance(config, dict) or "config_hash" not in config:
+            raise DamagedFile(self.path / CONFIG, None,
+                              "not a flowbench run configuration (no 'config_hash')",
+                              "use a folder written by flowbench, or start a new run folder")
+        return config
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_atomic(self.path / CONFIG,
-                     json.dumps(jsonable(config), indent=2, default=_json_default))
-
-    def add_session_metadata(self, metadata: dict[str, Any]) -> None:
-        path = self.path / METADATA
-        sessions = json.loads(path.read_text(encoding="utf-8"))["sessions"] if path.is_file() else []
-        sessions.append(metadata)
-        write_atomic(path, json.dumps({"sessions": sessions}, indent=2, default=_json_default))
-
-    def update_session_metadata(self, extra: dict[str, Any]) -> None:
-        """Merge ``extra`` into this session's (the last) metadata entry."""
-        sessions = self.read_metadata()
-        if not sessions:
-            sessions = [{}]
-        sessions[-1].update(extra)
-        write_atomic(self.path / METADATA,
-                     json.dumps({"sessions": sessions}, indent=2, default=_json_default))
+        with self.writing():
+            write_atomic(self.path / CONFIG, dumps(config, indent=2))
 
     def read_metadata(self) -> list[dict[str, Any]]:
         path = self.path / METADATA
-        return json.loads(path.read_text(encoding="utf-8"))["sessions"] if path.is_file() else []
+        if not path.is_file():
+            return []
+        data = read_json(path, "the session metadata",
+                         f"repair it or move it aside (a new {METADATA} is then started)")
+        sessions = data.get("sessions") if isinstance(data, dict) else None
+        if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
+            raise DamagedFile(path, None, "expected {\"sessions\": [ {...}, ... ]}",
+                              f"repair it or move it aside (a new {METADATA} is then started)")
+        return sessions
+
+    def add_session_metadata(self, metadata: dict[str, Any]) -> None:
+        with self.writing():
+            sessions = self.read_metadata() + [metadata]
+            write_atomic(self.path / METADATA, dumps({"sessions": sessions}, indent=2))
+
+    def update_session_metadata(self, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into this session's (the last) metadata entry."""
+        with self.writing():
+            sessions = self.read_metadata() or [{}]
+            sessions[-1].update(extra)
+            write_atomic(self.path / METADATA, dumps({"sessions": sessions}, indent=2))
+
+    # --- cell records --------------------------------------------------------------------------
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one finished cell durably (flush + fsync before returning)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(jsonable(record), default=_json_default, allow_nan=False)
-        with open(self.path / RECORDS, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        with self.writing():
+            _append_lines(self.path / RECORDS, [dumps(record)])
 
     def records(self) -> list[dict[str, Any]]:
-        """Every readable record, the latest per cell id; a torn line is skipped with a warning."""
-        path = self.path / RECORDS
-        if not path.is_file():
-            return []
+        """Every finished cell, the latest record per cell id."""
         latest: dict[str, dict[str, Any]] = {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{path}:{number}: unreadable record skipped (interrupted write?)")
-                continue
+        for record in _read_jsonl(self.path / RECORDS, _check_cell_record):
             latest[record["cell_id"]] = record
         return list(latest.values())
 
+    def save_model(self, cell_id: str, state: bytes) -> None:
+        """A cell's serialised state dict, atomically (a record on disk implies its model)."""
+        with self.writing():
+            write_atomic(self.models / f"{cell_id}.pt", state)
+
+    # --- measurement tables --------------------------------------------------------------------
+
     def append_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         """Append measurement rows to ``<table>.jsonl`` durably and rewrite ``<table>.csv``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / f"{table}.jsonl", "a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(jsonable(row), default=_json_default) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        write_atomic(self.path / f"{table}.csv", pd.DataFrame(self.rows(table)).to_csv(index=False))
+        with self.writing():
+            _append_lines(self.path / f"{table}.jsonl", [dumps(row) for row in rows])
+            write_atomic(self.path / f"{table}.csv",
+                         pd.DataFrame(self.rows(table)).to_csv(index=False))
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        """Every readable row of ``<table>.jsonl`` (a torn last line is skipped)."""
-        path = self.path / f"{table}.jsonl"
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                warnings.warn(f"{path}: unreadable row skipped (interrupted write?)")
-        return rows
+        """Every row of ``<table>.jsonl``."""
+        return _read_jsonl(self.path / f"{table}.jsonl")
 
     def write_table(self, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-        frame = records_frame(records)
-        write_atomic(self.path / TABLE, frame.to_csv(index=False))
-        return frame
+        with self.writing():
+            frame = records_frame(records)
+            write_atomic(self.path / TABLE, frame.to_csv(index=False))
+            return frame
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -168,7 +333,7 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for record in records:
         row = {key: value for key, value in record.items() if key != "history"}
-        for key in ("flow_hparams", "base_hparams", "train"):
+        for key in ("flow_hparams", "base_hparams", "train", "test_nll_top"):
             if key in row:
                 row[key] = json.dumps(row[key], sort_keys=True)
         rows.append(row)

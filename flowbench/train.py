@@ -57,17 +57,30 @@ def evaluate_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
                  noise_seed: int | None = None) -> float:
     """Mean negative log-likelihood of ``data`` in nats per example (eval mode, float64 sum).
     With ``noise_seed`` the data are first dequantised with that fixed noise."""
+    return per_point_nll(flow, data, batch_size, noise_seed, keep=False)[0]
+
+
+@torch.no_grad()
+def per_point_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
+                  noise_seed: int | None = None, keep: bool = True
+                  ) -> tuple[float, Tensor | None]:
+    """``(mean NLL, per-point NLLs)`` of ``data`` (float64; per-point only with ``keep``), the
+    mean summed batch by batch exactly as :func:`evaluate_nll` does."""
     if noise_seed is not None:
         data = dequantised(data, noise_seed)
     was_training = flow.training
     flow.eval()
     total = torch.zeros((), dtype=torch.float64)
+    points = []
     try:
         for start in range(0, data.shape[0], batch_size):
-            total += flow.log_prob(data[start : start + batch_size]).double().sum()
+            log_prob = flow.log_prob(data[start : start + batch_size]).double()
+            total += log_prob.sum()
+            if keep:
+                points.append(-log_prob)
     finally:
         flow.train(was_training)
-    return float(-total / data.shape[0])
+    return float(-total / data.shape[0]), torch.cat(points) if keep else None
 
 
 @dataclass

@@ -8,19 +8,21 @@ the best validation NLL. The validation NLL measured during training is reported
 a pruner (median by default, or Hyperband) stops hopeless trials early. The test split is never
 read here.
 
-Storage is Optuna's: by default a journal file inside the results folder (no server needed,
-safe for several processes on one machine); any SQLAlchemy URL (``postgresql://...``) lets
-processes on many machines work on the same studies. Re-running continues a study up to the
-requested number of finished trials; concurrent tuners share that budget.
+Storage is Optuna's (``flowbench.storage``): by default a journal file inside the results folder
+(no server needed, safe for several processes on one machine); a database URL
+(``postgresql://...``) lets processes on many machines work on the same studies. Re-running
+continues a study up to the requested number of finished trials (complete, pruned or failed);
+concurrent tuners share that budget. A trial whose loss or validation NLL goes non-finite is
+recorded as failed (user attribute ``status``: ``diverged``), never as a value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import socket
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,14 +31,15 @@ import optuna
 import torch
 
 from .api import build_cell_flow
-from .runner import RunPlan, _dataset, _worker_registry
+from .cell import cached_dataset, worker_registry
+from .plan import Cell, RunPlan
+from .pruners import make_pruner
+from .storage import WORKER_ATTR, open_storage
 from .train import TrainConfig, fit
 
 PREFIXES = ("flow.", "base.", "train.")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
             optuna.trial.TrialState.FAIL)
-PRUNERS = ("median", "hyperband", "none")
-DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 
 
 def study_name(suite: str, dataset: str, flow: str, base: str) -> str:
@@ -46,19 +49,6 @@ def study_name(suite: str, dataset: str, flow: str, base: str) -> str:
 def default_storage(results_dir: Path, suite: str) -> str:
     """Where ``flowbench tune`` keeps its studies unless told otherwise."""
     return str((Path(results_dir) / f"{suite}-tuning" / "optuna.journal").resolve())
-
-
-def open_storage(storage: str) -> Any:
-    """A database URL is handed to Optuna as is; anything else is a journal file path."""
-    scheme = storage.split(":", 1)[0].split("+", 1)[0].lower()
-    if "://" in storage and scheme in DATABASE_SCHEMES:
-        return storage
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = Path(storage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
 
 
 class _Prefixed:
@@ -93,39 +83,21 @@ def suggest(space: Any, trial: Any, event_shape: tuple[int, ...]) -> dict[str, A
     return dict(space(trial, event_shape) if len(parameters) >= 2 else space(trial))
 
 
-def _pruner(name: str) -> optuna.pruners.BasePruner:
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"unknown pruner {name!r}; valid choices: {', '.join(PRUNERS)}")
-
-
 @dataclass(frozen=True)
 class StudyTask:
-    """Everything a worker needs to contribute trials to one study."""
+    """Everything a worker needs to contribute trials to one study: the cell it tunes (the
+    suite's first seed, the suite's settings as the starting point) and where the study lives."""
 
-    suite: str
-    dataset: str
-    flow: str
-    base: str
-    seed: int
-    data_seed: int
-    train: Mapping[str, Any]
-    flow_hparams: Mapping[str, Any]
-    base_hparams: Mapping[str, Any]
-    plugins: tuple[str, ...]
+    cell: Cell
     storage: str
     trials: int
+    plugins: tuple[str, ...] = ()
     timeout: float | None = None
     pruner: str = "median"
-    preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return study_name(self.suite, self.dataset, self.flow, self.base)
+        return study_name(self.cell.suite, self.cell.dataset, self.cell.flow, self.cell.base)
 
 
 def study_tasks(plan: RunPlan, storage: str, trials: int, timeout: float | None = None,
@@ -133,15 +105,11 @@ def study_tasks(plan: RunPlan, storage: str, trials: int, timeout: float | None 
     """Tasks for every (dataset, flow, base) of the plan (the suite's first seed is used). With
     more ``workers`` than studies, each study gets several tasks that share its trial budget,
     so every worker has trials to run."""
-    _pruner(pruner)  # validate early
-    combos = [(d, f, b) for d in plan.datasets for f in plan.flows for b in plan.bases]
-    copies = max(1, workers // max(1, len(combos)))
-    return [
-        StudyTask(plan.suite, d, f, b, plan.seeds[0], plan.data_seed, plan.train,
-                  plan.flow_hparams[f], plan.base_hparams[b], plan.plugins, storage, trials,
-                  timeout, pruner, plan.cells[0].preprocessing if plan.cells else {})
-        for d, f, b in combos for _ in range(copies)
-    ]
+    make_pruner(pruner)  # validate early
+    first_seed = [cell for cell in plan.cells if cell.seed == plan.seeds[0]]
+    copies = max(1, workers // max(1, len(first_seed)))
+    return [StudyTask(cell, storage, trials, plan.plugins, timeout, pruner)
+            for cell in first_seed for _ in range(copies)]
 
 
 def _study_seed(name: str) -> int:
@@ -171,30 +139,32 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
     """Add trials to ``task``'s study until it has ``task.trials`` finished ones (or the
     timeout passes); return its summary. Safe to run in several processes at once."""
     torch.set_num_threads(threads)
-    registry = _worker_registry(task.plugins)
-    flow_spec, base_spec = registry.spec("flow", task.flow), registry.spec("base", task.base)
-    train_space = registry.spec("suite", task.suite).train_space
-    dataset = _dataset(task.dataset, task.data_seed, task.plugins)
+    cell = task.cell
+    registry = worker_registry(task.plugins)
+    flow_spec, base_spec = registry.spec("flow", cell.flow), registry.spec("base", cell.base)
+    train_space = registry.spec("suite", cell.suite).train_space
+    dataset = cached_dataset(cell.dataset, cell.data_seed, task.plugins)
     storage = open_storage(task.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=task.name, direction="minimize", load_if_exists=True,
-        sampler=TrialSeededTPE(seed=_study_seed(task.name)), pruner=_pruner(task.pruner),
+        sampler=TrialSeededTPE(seed=_study_seed(task.name)), pruner=make_pruner(task.pruner),
     )
     existing = sum(t.state in FINISHED for t in study.trials)
 
     def objective(trial: optuna.Trial) -> float:
         shape = dataset.event_shape
-        flow_hparams = {**task.flow_hparams,
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        flow_hparams = {**cell.flow_hparams,
                         **suggest(flow_spec.search_space, _Prefixed(trial, "flow."), shape)}
-        base_hparams = {**task.base_hparams,
+        base_hparams = {**cell.base_hparams,
                         **suggest(base_spec.search_space, _Prefixed(trial, "base."), shape)}
-        train = {**task.train, **(dict(train_space(_Prefixed(trial, "train.")))
+        train = {**cell.train, **(dict(train_space(_Prefixed(trial, "train.")))
                                   if train_space else {})}
-        torch.manual_seed(task.seed)
-        flow = build_cell_flow({"flow": task.flow, "base": task.base,
-                                "flow_hparams": flow_hparams, "base_hparams": base_hparams,
-                                "preprocessing": task.preprocessing}, dataset, registry)
+        trial_cell = dataclasses.replace(cell, flow_hparams=flow_hparams,
+                                         base_hparams=base_hparams, train=train)
+        torch.manual_seed(cell.seed)
+        flow = build_cell_flow(dataclasses.asdict(trial_cell), dataset, registry)
 
         config = TrainConfig(**train)
 
@@ -206,14 +176,13 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
                 if step < config.steps and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {step}")
 
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        result = fit(flow, dataset.train, dataset.val, config, seed=task.seed, on_eval=report,
+        result = fit(flow, dataset.train, dataset.val, config, seed=cell.seed, on_eval=report,
                      dequantise=dataset.levels is not None)
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("steps_done", result.steps_done)
-        if result.status != "ok":
+        if result.status != "ok":  # diverged (or timed out): a failed trial, never a value
             trial.set_user_attr("message", result.message)
-            return float("nan")  # Optuna records the trial as failed
+            return float("nan")  # Optuna records a NaN objective as a failed trial
         return result.best_val_nll
 
     remaining = task.trials - existing
@@ -254,7 +223,7 @@ class StudyMissing(LookupError):
 def best_settings(storage: str, suite: str, combos: list[tuple[str, str, str]]
                   ) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The best trial's settings of every (dataset, flow, base) study of ``suite``."""
-    opened = open_storage(storage)
+    opened = open_storage(storage, create=True)
     found, missing = {}, []
     for combo in combos:
         name = study_name(suite, *combo)
@@ -269,8 +238,8 @@ def best_settings(storage: str, suite: str, combos: list[tuple[str, str, str]]
     if missing:
         raise StudyMissing(
             f"no tuned settings in {storage} for {len(missing)} combination(s): "
-            f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; run "
-            f"`flowbench tune --suite {suite}` (with the same --storage) first")
+            f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; tune suite "
+            f"{suite!r} into the same storage first")
     return found
 
 

@@ -10,7 +10,7 @@ import flowbench
 import flowbench.compile as compile_module
 from flowbench.compile import CompileUnavailable, compile_unavailable_reason
 from flowbench.layers import FixedAffine
-from flowbench.runner import plan_run
+from flowbench.plan import plan_run
 from flowbench.train import TrainConfig, evaluate_nll, fit
 
 

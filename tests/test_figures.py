@@ -16,7 +16,8 @@ import torch
 from flowbench.data.dataset import Dataset
 from flowbench.report import figures
 from flowbench.report.rundata import RunData
-from flowbench.runner import execute, plan_run
+from flowbench.plan import plan_run
+from flowbench.runner import execute
 from flowbench.store import RunStore
 
 

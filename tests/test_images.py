@@ -15,7 +15,8 @@ from flowbench.layers import Compose, Logit, Multiscale
 from flowbench.report.build import write_report
 from flowbench.api import build_cell_flow
 from flowbench.data.preprocessing import preprocessing_for
-from flowbench.runner import execute, plan_run, run_references
+from flowbench.plan import plan_run
+from flowbench.runner import execute, run_references
 from flowbench.store import RunStore
 from flowbench.testing import check_flow, check_registered, summarise
 from flowbench.data.dequantise import DEQUANTISE_SEEDS

@@ -17,7 +17,8 @@ import pytest
 import flowbench
 from flowbench import metadata
 from flowbench.report.build import write_report
-from flowbench.runner import execute, measure_costs, plan_run
+from flowbench.plan import plan_run
+from flowbench.runner import execute, measure_costs
 from flowbench.store import RunStore
 
 PLUGINS = Path(__file__).parent / "plugins"

@@ -11,7 +11,8 @@ import torch
 
 import flowbench
 from flowbench.report.tables import format_nll_table, nll_summary
-from flowbench.runner import PlanError, execute, plan_run
+from flowbench.plan import PlanError, plan_run
+from flowbench.runner import execute
 from flowbench.store import RECORDS, RunStore
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty.py")

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 import flowbench
-from flowbench.runner import execute, plan_run
+from flowbench.plan import plan_run
+from flowbench.runner import execute
 from flowbench.store import RunStore
+from flowbench.storage import open_storage
 from flowbench.tune import (
-    FINISHED, best_settings, open_storage, run_study, split_params, study_name, study_tasks,
+    FINISHED, best_settings, run_study, split_params, study_name, study_tasks,
 )
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -155,10 +157,11 @@ def test_dask_backend_on_a_local_cluster(registry, tmp_path: Path) -> None:
                          scheduler=cluster.scheduler_address)
         (task,) = study_tasks(plan_run(registry, "smoke", **SMOKE),
                               str(tmp_path / "dask.journal"), trials=2)
-        from flowbench.runner import run_tasks
+        from flowbench.backends import Task, run_tasks
 
-        [(kind, summary)] = list(run_tasks([("study", run_study, (task,))], (), backend="dask",
-                                           scheduler=cluster.scheduler_address))
+        [(done, summary)] = list(run_tasks([Task("study", run_study, (task,))], (),
+                                           backend="dask", scheduler=cluster.scheduler_address))
+        kind = done.kind
     assert [r["test_nll"] for r in remote] == [r["test_nll"] for r in local]
     assert {r["status"] for r in remote} == {"ok"}
     assert kind == "study" and summary["complete"] + summary["pruned"] == 2

@@ -91,4 +91,5 @@ def flowbench_register_flows() -> list[FlowSpec]:
         defaults=DEFAULTS,
         data_kinds=("vector", "image"),
         search_space=search_space,
+        measures=("linear_cost",),
     )]

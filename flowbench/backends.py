@@ -1,0 +1,144 @@
+"""Where tasks run: in this process, in local worker processes, or on a Dask cluster.
+
+A :class:`Task` is a picklable function call (a cell, a dataset's references, a study). Results
+come back as each task finishes, in whatever order; the caller records them. Local workers are
+spawned fresh (no inherited state), use one torch thread, ignore Ctrl-C (this process decides
+what an interrupt means and stops them) and exit by themselves if this process dies.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlparse
+
+BACKENDS = ("local", "dask")
+#: seconds to wait for a Dask scheduler that accepts the connection but does not answer
+SCHEDULER_TIMEOUT = 20.0
+
+
+class BackendError(RuntimeError):
+    """The execution backend cannot be used (e.g. no Dask scheduler at that address)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """``function(*args, **kwargs)``, labelled ``kind`` for whoever collects the results.
+    ``in_process`` adds keyword arguments only when the task runs in this process (a per-step
+    progress bar, which a worker could not draw)."""
+
+    kind: str
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    in_process: Mapping[str, Any] = field(default_factory=dict)
+
+
+def default_jobs() -> int:
+    """Usable CPU cores (respecting affinity masks)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_tasks(tasks: list[Task], plugins: tuple[str, ...] = (), jobs: int = 1,
+              backend: str = "local", scheduler: str | None = None
+              ) -> Iterator[tuple[Task, Any]]:
+    """Run ``tasks`` here (``jobs`` 1), in ``jobs`` spawned local workers, or on the Dask
+    cluster at ``scheduler``; yield ``(task, result)`` as each finishes. Close the iterator
+    (or let an exception leave it) and unfinished work is cancelled and the workers stopped."""
+    if backend == "dask":
+        yield from _run_on_dask(tasks, scheduler)
+        return
+    if backend != "local":
+        raise BackendError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task, task.function(*task.args, **{**task.kwargs, **task.in_process})
+        return
+    yield from _run_in_workers(tasks, plugins, min(jobs, len(tasks)))
+
+
+def _init_worker(plugins: tuple[str, ...], parent: int) -> None:
+    import torch
+
+    from .cell import worker_registry
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    torch.set_num_threads(1)
+    worker_registry(plugins)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (kill -9) has no one to return its result to: stop."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _run_in_workers(tasks: list[Task], plugins: tuple[str, ...], workers: int
+                    ) -> Iterator[tuple[Task, Any]]:
+    pool = futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker, initargs=(plugins, os.getpid()),
+    )
+    finished = False
+    try:
+        pending = {pool.submit(task.function, *task.args, **task.kwargs): task for task in tasks}
+        for future in futures.as_completed(pending):
+            yield pending[future], future.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted or failed: stop the workers now rather than after their cells
+            processes = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=10)
+
+
+def _check_reachable(scheduler: str) -> None:
+    """Fail at once, not after the client's retries, when nothing listens at a tcp:// address."""
+    address = urlparse(scheduler)
+    if address.scheme != "tcp" or not address.hostname or not address.port:
+        return
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=5).close()
+    except OSError as error:
+        raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+
+
+def _run_on_dask(tasks: list[Task], scheduler: str | None) -> Iterator[tuple[Task, Any]]:
+    """Each task becomes a Dask task on the cluster whose scheduler is at ``scheduler``.
+    Workers need flowbench (and any plugin file, at the same path) installed."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise BackendError("the dask backend needs dask.distributed: "
+                           "pip install 'flowbench-nf[dask]'") from None
+    if not scheduler:
+        raise BackendError("the dask backend needs a scheduler address (e.g. tcp://host:8786)")
+    _check_reachable(scheduler)
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError) as error:
+        raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    try:
+        submitted = {client.submit(task.function, *task.args, **task.kwargs, pure=False): task
+                     for task in tasks}
+        for future in as_completed(submitted):
+            yield submitted[future], future.result()
+    finally:
+        client.close()

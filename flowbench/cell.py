@@ -1,0 +1,137 @@
+"""One cell's work: build its flow, train it, evaluate every split, measure its speed.
+
+Runs in the run's own process or in a worker (a local process or a Dask worker on another
+machine): it only needs the cell and the plugin references, reloads what it needs, and returns a
+plain record. A failing cell never raises: its record says ``failed`` (or ``diverged``,
+``timeout``) with the reason, so one bad cell never stops a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import time
+import traceback
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .api import build_cell_flow, load_dataset
+from .data.dataset import Dataset
+from .data.dequantise import DEQUANTISE_SEEDS
+from .flow import Flow
+from .measure import tail_statistics, throughput
+from .plan import Cell
+from .registry import Registry, get_registry
+from .specs import TrainConfig
+from .train import evaluate_nll, fit, per_point_nll
+
+#: the record key under which a cell returns its trained state dict (serialised bytes)
+MODEL_KEY = "_model_state"
+
+
+@functools.lru_cache(maxsize=None)
+def worker_registry(plugins: tuple[str, ...]) -> Registry:
+    """The registry of a worker: installed plugins plus the run's ``plugins`` references."""
+    return get_registry(plugins)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_dataset(name: str, data_seed: int, plugins: tuple[str, ...]) -> Dataset:
+    """Each dataset loaded once per process (cells of one dataset share it)."""
+    return load_dataset(name, data_seed, registry=worker_registry(plugins))
+
+
+@functools.lru_cache(maxsize=8)
+def _oracle_test_nll(name: str, data_seed: int, plugins: tuple[str, ...]) -> float:
+    dataset = cached_dataset(name, data_seed, plugins)
+    if dataset.log_prob is None:
+        return float("nan")
+    with torch.no_grad():
+        return float(-dataset.log_prob(dataset.test.double()).mean())
+
+
+def _finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
+
+
+def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
+             threads: int = 1, progress: bool = False, speed: bool = True,
+             timeout: float | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; never raises for a failing cell (status ``failed``).
+    ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``.
+    With ``keep_model`` the trained state dict comes back (serialised) under :data:`MODEL_KEY`,
+    so whichever machine ran the cell, the run folder's owner saves it."""
+    started = time.time()
+    record: dict[str, Any] = {
+        "cell_id": cell.cell_id, **asdict(cell), "status": "failed", "message": "",
+        "started_at": started,
+    }
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dataset = cached_dataset(cell.dataset, cell.data_seed, plugins)
+        record["entropy"] = _finite_or_nan(dataset.entropy if dataset.entropy is not None
+                                           else float("nan"))
+        record["oracle_test_nll"] = _oracle_test_nll(cell.dataset, cell.data_seed, plugins)
+        torch.manual_seed(cell.seed)
+        flow = build_cell_flow(asdict(cell), dataset, worker_registry(plugins))
+        record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+        record["setup_seconds"] = time.time() - started
+        remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
+        config = TrainConfig(**cell.train)
+        result = fit(flow, dataset.train, dataset.val, config, seed=cell.seed,
+                     progress=progress, description=cell.label(), timeout=remaining,
+                     dequantise=dataset.levels is not None)
+        record.update(
+            status=result.status, message=result.message, steps_done=result.steps_done,
+            best_step=result.best_step, best_val_nll=result.best_val_nll,
+            train_seconds=result.train_seconds,
+            train_examples_per_second=result.examples_per_second,
+            train_step_seconds_median=result.step_seconds[0],
+            train_step_seconds_iqr=result.step_seconds[1], threads=torch.get_num_threads(),
+            compiled=result.compiled, eval_seconds=result.eval_seconds, history=result.history,
+        )
+        if result.status == "ok":
+            _evaluate(flow, dataset, config.eval_batch_size, record)
+            if record["status"] == "ok" and speed:
+                measuring = time.perf_counter()
+                record.update(throughput(flow, dataset.test))
+                record["speed_seconds"] = time.perf_counter() - measuring
+            if record["status"] == "ok" and keep_model:
+                buffer = io.BytesIO()
+                torch.save(flow.state_dict(), buffer)
+                record[MODEL_KEY] = buffer.getvalue()
+    except Exception as error:  # noqa: BLE001 - a failing cell is recorded, the run goes on
+        record["status"] = "failed"
+        record["message"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    finally:
+        torch.set_num_threads(previous_threads)
+    record["wall_seconds"] = time.time() - started
+    return record
+
+
+def _evaluate(flow: Flow, dataset: Dataset, batch: int, record: dict[str, Any]) -> None:
+    """NLL of every split (bits/dim too for discrete data), the gap to the oracle, and the
+    test split's per-point tail statistics; a non-finite test NLL makes the cell ``diverged``
+    (it would otherwise be averaged into the tables)."""
+    started = time.perf_counter()
+    discrete = dataset.levels is not None
+    dims = math.prod(dataset.event_shape)
+    for split, data in dataset.splits().items():
+        noise = DEQUANTISE_SEEDS[split] if discrete else None
+        if split == "test":
+            mean, points = per_point_nll(flow, data, batch, noise)
+            record.update(tail_statistics(points, dims))
+        else:
+            mean = evaluate_nll(flow, data, batch, noise)
+        record[f"{split}_nll"] = _finite_or_nan(mean)
+        if discrete:  # bits per dimension of the original discrete data
+            record[f"{split}_bpd"] = record[f"{split}_nll"] / (dims * math.log(2))
+    record["gap"] = record["test_nll"] - record["oracle_test_nll"]
+    record["final_eval_seconds"] = time.perf_counter() - started
+    if not math.isfinite(record["test_nll"]):
+        record.update(status="diverged", message="non-finite log-likelihood on the test split")
