@@ -9,10 +9,12 @@ what an interrupt means and stops them) and exit by themselves if this process d
 from __future__ import annotations
 
 import concurrent.futures as futures
+import ctypes
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,12 +76,19 @@ def _init_worker(plugins: tuple[str, ...], parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     torch.set_num_threads(1)
-    worker_registry(plugins)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    worker_registry(plugins)
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent died (kill -9) has no one to return its result to: stop."""
+    """A worker whose parent died (kill -9) has no one to return its result to: stop. On Linux
+    the kernel kills it at once (``PR_SET_PDEATHSIG``, set from the worker's main thread, where
+    the kernel looks); elsewhere this watchdog notices within half a second."""
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)

@@ -9,6 +9,8 @@ database URL (many machines), checked and prepared once by the process that star
   left ``RUNNING`` by a process that died (``kill -9``, a lost machine), so a study always ends
   with exactly the trials asked for.
 - :func:`open_storage` is what workers call: it never creates tables.
+
+Optuna and SQLAlchemy are imported where used, so the command line starts without them.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
-
-import optuna
 
 #: what a storage may be, for messages
 ACCEPTED = ("a journal file path (e.g. results/toy2d-tuning/optuna.journal), or an SQLAlchemy "
@@ -96,6 +96,8 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 def open_storage(storage: str, create: bool = False) -> Any:
     """An Optuna storage for ``storage`` (as returned by :func:`check_storage`); tables are
     created only with ``create`` (the preparing process)."""
+    import optuna
+
     if not is_database(storage):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -147,6 +149,8 @@ def _patiently(action: Any, what: str) -> Any:
 def prepare_storage(storage: str, study_names: Sequence[str]) -> Any:
     """Create the schema and every study (``minimize``) before workers start, and fail the
     trials that dead processes left running; returns the opened storage."""
+    import optuna
+
     if is_database(storage):
         _check_connection(storage)
     opened = _patiently(lambda: open_storage(storage, create=True), "create the tables")
@@ -168,12 +172,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_abandoned_trials(study: optuna.Study, storage: Any, wait: float = 3.0) -> list[int]:
+def fail_abandoned_trials(study: Any, storage: Any, wait: float = 3.0) -> list[int]:
     """Mark ``FAIL`` every trial still ``RUNNING`` whose process is gone: a process of this
     machine that no longer exists (after waiting up to ``wait`` seconds for one that is still
     exiting), or one that never said who runs it a minute after it started. On database
     storages, Optuna's heartbeat also fails those of other machines after the grace period.
     Returns the numbers of the trials failed."""
+    import optuna
     from optuna.trial import TrialState
 
     host = socket.gethostname()

@@ -40,6 +40,8 @@ from .train import TrainConfig, fit
 PREFIXES = ("flow.", "base.", "train.")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
             optuna.trial.TrialState.FAIL)
+#: what counts against a study's trial budget: finished trials and those running elsewhere
+COUNTED = FINISHED + (optuna.trial.TrialState.RUNNING,)
 
 
 def study_name(suite: str, dataset: str, flow: str, base: str) -> str:
@@ -150,7 +152,8 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
         storage=storage, study_name=task.name, direction="minimize", load_if_exists=True,
         sampler=TrialSeededTPE(seed=_study_seed(task.name)), pruner=make_pruner(task.pruner),
     )
-    existing = sum(t.state in FINISHED for t in study.trials)
+    # trials other workers are running count too, so workers sharing a study stop together
+    taken = sum(t.state in COUNTED for t in study.trials)
 
     def objective(trial: optuna.Trial) -> float:
         shape = dataset.event_shape
@@ -185,11 +188,11 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
             return float("nan")  # Optuna records a NaN objective as a failed trial
         return result.best_val_nll
 
-    remaining = task.trials - existing
+    remaining = task.trials - taken
     if remaining > 0:
         study.optimize(
             objective, n_trials=remaining, timeout=task.timeout, catch=(),
-            callbacks=[optuna.study.MaxTrialsCallback(task.trials, states=FINISHED)],
+            callbacks=[optuna.study.MaxTrialsCallback(task.trials, states=COUNTED)],
         )
     return summarise_study(study)
 

@@ -69,15 +69,6 @@ class Compose(Transform):
             steps.append((f"{index}:{type(transform).__name__}", x, ld))
         return steps
 
-    def inverse_steps(self, z: Tensor) -> list[tuple[str, Tensor]]:
-        """``[(layer name, output), ...]`` as latent points are pushed back towards data space."""
-        steps = []
-        for index in reversed(range(len(self.transforms))):
-            transform = self.transforms[index]
-            z = transform.inverse(z)
-            steps.append((f"{index}:{type(transform).__name__}", z))
-        return steps
-
 
 def sum_except_batch(x: Tensor) -> Tensor:
     """Sum over every dimension but the first: per-example totals of element-wise terms."""
