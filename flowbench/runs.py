@@ -227,6 +227,7 @@ def run_suite(
 
     run = Run(folder, plan, [], resuming, phase_seconds=phases)
     with store.writing("flowbench run"):
+        store.check()
         if not resuming:
             store.write_config(config)
         store.add_session_metadata(metadata.collect({"jobs": jobs, "threads": threads}))

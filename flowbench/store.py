@@ -250,6 +250,16 @@ class RunStore:
         finally:
             lock.release()
 
+    def check(self) -> None:
+        """Read every file of the folder once: :class:`DamagedFile` for the first that does not
+        parse, before anything is written."""
+        if self.exists():
+            self.read_config()
+        self.read_metadata()
+        self.records()
+        for path in sorted(self.path.glob("*.jsonl")):
+            _read_jsonl(path)
+
     # --- config and metadata -----------------------------------------------------------------
 
     def read_config(self) -> dict[str, Any]:
