@@ -45,7 +45,7 @@ import torch
 from scipy.special import i0e
 from torch import Tensor
 
-from .dataset import Dataset, as_float32, split_tensor
+from ..dataset import Dataset, as_float32, split_tensor
 
 TOY2D_NAMES: tuple[str, ...] = (
     "two_moons",
