@@ -55,7 +55,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.dataset import Dataset
+from ..data.dataset import Dataset
 
 #: The reference methods for vector data (``kind="vector"``), in table order.
 REFERENCE_METHODS: tuple[str, ...] = ("gaussian", "gmm", "kde")
