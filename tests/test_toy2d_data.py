@@ -17,7 +17,8 @@ from flowbench.data.toy2d import processes as P
 
 NAMES = T.TOY2D_NAMES
 
-# Coarser than the records' entropy_grid_step so the default run stays fast; still converged to ~1e-6.
+# Coarser than each record's entropy_grid_step so the default run stays fast; still converged
+# to ~1e-6.
 FAST_STEP = {
     "two_moons": 0.025,
     "circles": 0.01,
@@ -103,7 +104,8 @@ def test_monte_carlo_entropy_matches_constant(name):
 def test_sample_histogram_matches_oracle_cell_masses(name):
     # Catches a density that is normalised but wrong (mirrored, wrong weights or noise, ...).
     samples = T.sample_toy2d(name, 200_000, seed=777)
-    masses, ex, ey = cell_masses(lambda p: T.log_prob_toy2d(name, p), T.TOY2D[name].extent, CELL[name])
+    masses, ex, ey = cell_masses(lambda p: T.log_prob_toy2d(name, p), T.TOY2D[name].extent,
+                                 CELL[name])
     assert abs(masses.sum() - 1.0) < 1e-4
     chi2, df, tv = chi2_and_tv(samples, masses, ex, ey)
     assert chi2 < df + 5 * math.sqrt(2 * df), (chi2, df)
