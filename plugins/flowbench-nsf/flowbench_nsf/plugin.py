@@ -20,6 +20,7 @@ from .coupling import RationalQuadraticCoupling
 REFERENCE = ("Durkan, Bekasov, Murray & Papamakarios 2019, Neural Spline Flows (NeurIPS), "
              "arXiv:1906.04068")
 
+
 def build(
     event_shape: tuple[int, ...], layers: int = 4, bins: int = 8, bound: float = 6.0,
     width: int = 64, depth: int = 2, activation: str = "relu", partition: str = "split",
