@@ -9,6 +9,7 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
@@ -98,6 +99,30 @@ def _check_builder(spec: Any, kind: str, attribute: str) -> None:
     if spec.search_space is not None and not callable(spec.search_space):
         raise SpecError(f"{kind} {spec.name!r}: search_space must be callable (an Optuna trial "
                         "-> dict of hyperparameters) or None")
+
+
+def defaults_of(build: Callable[..., Any]) -> dict[str, Any]:
+    """The hyperparameters of a flow or base builder and their defaults, read from its signature,
+    so that each default is stated once, in ``build``: ``FlowSpec(build=build,
+    defaults=defaults_of(build), ...)``.
+
+    The first parameter is the event shape; every other one needs a default, and ``*args`` /
+    ``**kwargs`` are refused (their names could not be listed), so a builder whose defaults
+    cannot all be read raises :class:`SpecError` rather than yielding a partial dict.
+    """
+    parameters = list(inspect.signature(build).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or parameters[0].kind not in positional:
+        raise SpecError(f"{build!r} must take the event shape as its first parameter")
+    defaults: dict[str, Any] = {}
+    for parameter in parameters[1:]:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise SpecError(f"{build!r}: *args / **kwargs hide hyperparameter names; list them "
+                            "with defaults, or give the spec its defaults explicitly")
+        if parameter.default is inspect.Parameter.empty:
+            raise SpecError(f"{build!r}: hyperparameter {parameter.name!r} has no default")
+        defaults[parameter.name] = parameter.default
+    return defaults
 
 
 #: ``search_space(trial) -> {hyperparameter: value}``: suggests values with an Optuna trial's

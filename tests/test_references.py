@@ -16,11 +16,13 @@ from scipy.stats import multivariate_normal
 
 from flowbench.data.dataset import Dataset
 from flowbench.data.toy2d import load_toy2d
+from flowbench.data.dequantise import DEQUANTISE_SEEDS, dequantised
 from flowbench.references import (
     COLUMNS, HISTOGRAM_ALPHAS, IMAGE_COLUMNS, IMAGE_GAUSSIAN_RIDGES, IMAGE_REFERENCE_METHODS,
-    REFERENCE_METHODS, REFERENCE_METHODS_BY_KIND, _StandardisedKDE, dequantised_splits,
-    fit_reference, image_gmm_candidates, kde_bandwidth_grid, nll, reference_nlls, scott_factor,
+    REFERENCE_METHODS, REFERENCE_METHODS_BY_KIND, dequantised_splits, fit_reference,
+    image_gmm_candidates, kde_bandwidth_grid, nll, reference_nlls, scott_factor,
 )
+from flowbench.references.vector import StandardisedKDE
 
 
 def _dataset(name, sample, log_prob, sizes, seed=0, entropy=None, dtype=torch.float32):
@@ -161,7 +163,7 @@ def test_kde_bandwidth_is_the_val_best_of_the_grid(stretched_moons):
     train = stretched_moons.train.double().numpy()
     val = stretched_moons.val.double().numpy()
     grid = kde_bandwidth_grid(*train.shape)
-    kde = _StandardisedKDE(train)
+    kde = StandardisedKDE(train)
     brute = {h: nll(kde.set_bandwidth(h).log_prob(val)) for h in grid.values()}
     assert fitted.params["bandwidth"] == min(brute, key=brute.get)
     assert scott_factor(600, 2) == pytest.approx(600 ** (-1 / 6))
@@ -329,7 +331,7 @@ def test_histogram_alpha_is_the_val_best(digits):
 def test_image_gaussian_is_the_ridged_mle_of_dequantised_data(digits, digits_table):
     fitted = fit_reference(digits, "gaussian")
     assert fitted.dequantised
-    data = dequantised_splits(digits, seed=0)
+    data = dequantised_splits(digits)
     train = data.dequantised["train"]
     ridge = fitted.params["ridge"]
     assert ridge in IMAGE_GAUSSIAN_RIDGES and ridge == min(fitted.search, key=fitted.search.get)
@@ -340,17 +342,40 @@ def test_image_gaussian_is_the_ridged_mle_of_dequantised_data(digits, digits_tab
     assert row["test_nll"] == pytest.approx(-mle.logpdf(data.dequantised["test"]).mean())
 
 
-def test_dequantised_splits_are_seeded_and_inside_each_bin(digits):
-    a, b, c = (dequantised_splits(digits, seed=s) for s in (0, 0, 1))
-    for split in ("train", "val", "test"):
-        x = digits.splits()[split].reshape(-1, 64).numpy()
+def test_dequantised_splits_are_the_flows_points_and_inside_each_bin(digits, digits_table):
+    a, b = dequantised_splits(digits), dequantised_splits(digits)
+    for split, images in digits.splits().items():
+        x = images.reshape(-1, 64).numpy()
         np.testing.assert_array_equal(a.discrete[split], x)
         u = a.dequantised[split] - x
         assert u.min() >= 0 and u.max() < 1 and 0.45 < u.mean() < 0.55
         np.testing.assert_array_equal(a.dequantised[split], b.dequantised[split])
-        assert not np.array_equal(a.dequantised[split], c.dequantised[split])
+        # Exactly the points a flow's NLL of this split is measured on (the runner's
+        # evaluate_nll(flow, split, noise_seed=DEQUANTISE_SEEDS[split])), train included.
+        flows = dequantised(images, DEQUANTISE_SEEDS[split]).reshape(-1, 64).double().numpy()
+        np.testing.assert_array_equal(a.dequantised[split], flows)
     assert not np.array_equal(a.dequantised["val"] - a.discrete["val"],
                               a.dequantised["test"][:300] - a.discrete["test"][:300])
+    # The reference seed seeds the GMMs only: the noise, and so the Gaussian, do not move.
+    cols = [c for c in IMAGE_COLUMNS if c != "fit_seconds"]
+    other_seed = reference_nlls(digits, seed=1, methods=("gaussian",))
+    expected = digits_table[digits_table["method"] == "gaussian"][cols].reset_index(drop=True)
+    assert other_seed[cols].equals(expected)
+
+
+def test_gaussian_ridge_search_skips_a_singular_covariance(digits):
+    # 40 train images of 64 pixels: the unridged covariance has rank 39 and no density.
+    few = dataclasses.replace(digits, train=digits.train[:40])
+    fitted = fit_reference(few, "gaussian")
+    assert math.isnan(fitted.search[0.0]) and "0: singular" in fitted.selection
+    assert fitted.params["ridge"] > 0 and math.isfinite(fitted.val_nll)
+    assert fitted.val_nll == min(v for v in fitted.search.values() if not math.isnan(v))
+    # For vectors there is no ridge: a singular covariance is an error, said as such.
+    line = np.linspace(0, 1, 30)[:, None] * np.array([[1.0, 0.0]])  # zero variance in y
+    flat = Dataset(name="line", train=torch.as_tensor(line), val=torch.as_tensor(line[:5]),
+                   test=torch.as_tensor(line[:5]), event_shape=(2,))
+    with pytest.raises(ValueError, match="singular"):
+        fit_reference(flat, "gaussian")
 
 
 def test_image_gmm_selection(digits_table):

@@ -8,6 +8,7 @@ import pytest
 
 import flowbench
 from flowbench.registry import PluginError, PluginWarning, UnknownNameError, load_registry
+from flowbench.specs import SpecError, defaults_of
 
 GOOD = """
 from flowbench import FlowSpec, hookimpl
@@ -159,3 +160,37 @@ def test_list_records_name_their_plugin() -> None:
     flows = {r["name"]: r for r in records if r["kind"] == "flow"}
     assert flows["glow"]["plugin"] == "glow"
     assert "1807.03039" in flows["glow"]["reference"]
+
+
+def _defaults_disagreeing(registry, source: str) -> list[tuple[str, str]]:
+    """(kind, name) of every flow and base from ``source`` whose spec defaults are not exactly
+    its builder's keyword defaults (names and values)."""
+    entries = [registry.get(kind, name)
+               for kind in ("flow", "base") for name in registry.names(kind)]
+    return [(entry.kind, entry.spec.name) for entry in entries if source in entry.source
+            and dict(entry.spec.defaults) != defaults_of(entry.spec.build)]
+
+
+def test_builtin_defaults_are_stated_once_in_the_builders(write_plugin) -> None:
+    registry = load_registry(strict=True)
+    assert _defaults_disagreeing(registry, "flowbench-nf") == []
+    assert defaults_of(registry.spec("flow", "realnvp").build)["layers"] == 8
+    assert defaults_of(registry.spec("base", "gmm").build) == {"components": 8, "init_spread": 1.0}
+    assert defaults_of(registry.spec("base", "normal").build) == {}
+    # The check catches a spec whose defaults are not its builder's (GOOD's tinyflow: layers=2).
+    path = write_plugin("tiny_plugin", GOOD)
+    assert _defaults_disagreeing(load_registry([str(path)], strict=True), str(path)) == [
+        ("flow", "tinyflow")]
+
+
+def test_defaults_of_reads_keyword_defaults_and_refuses_what_it_cannot_read() -> None:
+    def build(event_shape, layers=3, *, width=16, name="x"):
+        return None
+
+    assert defaults_of(build) == {"layers": 3, "width": 16, "name": "x"}
+    with pytest.raises(SpecError, match="'width' has no default"):
+        defaults_of(lambda event_shape, layers=2, *, width: None)
+    with pytest.raises(SpecError, match=r"\*\*kwargs"):
+        defaults_of(lambda event_shape, **hparams: None)
+    with pytest.raises(SpecError, match="event shape"):
+        defaults_of(lambda *, layers=2: None)

@@ -12,10 +12,13 @@ from scipy import integrate, optimize, stats
 from scipy.special import logsumexp
 
 from flowbench.data import toy2d as T
+from flowbench.data.toy2d import pinwheel as W
+from flowbench.data.toy2d import processes as P
 
 NAMES = T.TOY2D_NAMES
 
-# Coarser than ENTROPY_GRID_STEP so the default run stays fast; still converged to ~1e-6.
+# Coarser than each record's entropy_grid_step so the default run stays fast; still converged
+# to ~1e-6.
 FAST_STEP = {
     "two_moons": 0.025,
     "circles": 0.01,
@@ -83,7 +86,7 @@ def chi2_and_tv(samples, masses, ex, ey):
 def test_oracle_integrates_to_one_and_grid_entropy_matches_constant(name):
     mass, entropy = T.grid_integrals(name, FAST_STEP[name])
     assert abs(mass - 1.0) < 1e-6
-    assert abs(entropy - T.ENTROPY[name]) < 1e-5
+    assert abs(entropy - T.TOY2D[name].entropy) < 1e-5
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -101,7 +104,8 @@ def test_monte_carlo_entropy_matches_constant(name):
 def test_sample_histogram_matches_oracle_cell_masses(name):
     # Catches a density that is normalised but wrong (mirrored, wrong weights or noise, ...).
     samples = T.sample_toy2d(name, 200_000, seed=777)
-    masses, ex, ey = cell_masses(lambda p: T.log_prob_toy2d(name, p), T.EXTENT[name], CELL[name])
+    masses, ex, ey = cell_masses(lambda p: T.log_prob_toy2d(name, p), T.TOY2D[name].extent,
+                                 CELL[name])
     assert abs(masses.sum() - 1.0) < 1e-4
     chi2, df, tv = chi2_and_tv(samples, masses, ex, ey)
     assert chi2 < df + 5 * math.sqrt(2 * df), (chi2, df)
@@ -115,17 +119,17 @@ def test_sample_histogram_matches_oracle_cell_masses(name):
         ("pinwheel", lambda p: T.log_prob_toy2d("pinwheel", p * np.array([1.0, -1.0]))),
         (
             "circles",
-            lambda p: T._log_ring_mixture(p, (1.0, T.CIRCLES_FACTOR), (0.55, 0.45), 0.05),
+            lambda p: P.log_ring_mixture(p, (1.0, P.CIRCLES_FACTOR), (0.55, 0.45), 0.05),
         ),
         (
             "rings",
-            lambda p: T._log_ring_mixture(p, T.RINGS_RADII, (0.25,) * 4, 1.1 * T.RINGS_NOISE),
+            lambda p: P.log_ring_mixture(p, P.RINGS_RADII, (0.25,) * 4, 1.1 * P.RINGS_NOISE),
         ),
     ],
 )
 def test_histogram_check_rejects_a_wrong_but_normalised_density(name, wrong):
     samples = T.sample_toy2d(name, 200_000, seed=777)
-    masses, ex, ey = cell_masses(wrong, T.EXTENT[name], CELL[name])
+    masses, ex, ey = cell_masses(wrong, T.TOY2D[name].extent, CELL[name])
     assert abs(masses.sum() - 1.0) < 1e-4
     chi2, df, _ = chi2_and_tv(samples, masses, ex, ey)
     assert chi2 > df + 20 * math.sqrt(2 * df)
@@ -135,8 +139,8 @@ def test_closed_forms_match_direct_formulas():
     rng = np.random.default_rng(3)
     pts = rng.uniform(-4, 4, size=(12, 2))
 
-    centers = T._eight_centers() / T.EIGHT_DIVISOR
-    cov = (T.EIGHT_STD / T.EIGHT_DIVISOR) ** 2 * np.eye(2)
+    centers = P.eight_centers() / P.EIGHT_DIVISOR
+    cov = (P.EIGHT_STD / P.EIGHT_DIVISOR) ** 2 * np.eye(2)
     direct = logsumexp(
         [stats.multivariate_normal(c, cov).logpdf(pts) for c in centers], axis=0
     ) - math.log(8)
@@ -158,10 +162,10 @@ def test_closed_forms_match_direct_formulas():
         return math.log(np.mean(vals))
 
     for x in T.sample_toy2d("circles", 6, seed=1):
-        expected = ring_by_quadrature(x, (1.0, T.CIRCLES_FACTOR), T.CIRCLES_NOISE)
+        expected = ring_by_quadrature(x, (1.0, P.CIRCLES_FACTOR), P.CIRCLES_NOISE)
         assert T.log_prob_toy2d("circles", x[None])[0] == pytest.approx(expected, abs=1e-9)
     for x in T.sample_toy2d("rings", 6, seed=1):
-        expected = ring_by_quadrature(x, T.RINGS_RADII, T.RINGS_NOISE)
+        expected = ring_by_quadrature(x, P.RINGS_RADII, P.RINGS_NOISE)
         assert T.log_prob_toy2d("rings", x[None])[0] == pytest.approx(expected, abs=1e-9)
 
 
@@ -188,12 +192,12 @@ def test_two_moons_quadrature_matches_adaptive_quadrature():
     pts = np.concatenate([T.sample_toy2d("two_moons", 4, seed=2), [[0.5, 0.25], [3.0, -1.0]]])
     for x in pts:
         expected = _curve_density_by_quad(x, curves, lambda t: math.log(0.5 / math.pi), math.pi,
-                                          T.MOONS_NOISE)
+                                          P.MOONS_NOISE)
         assert T.log_prob_toy2d("two_moons", x[None])[0] == pytest.approx(expected, abs=1e-8)
 
 
 def test_two_spirals_quadrature_matches_adaptive_quadrature():
-    c = T.SPIRAL_MAX_ANGLE
+    c = P.SPIRAL_MAX_ANGLE
     curves = [
         lambda t: (-math.cos(t) * t / 3, math.sin(t) * t / 3),
         lambda t: (math.cos(t) * t / 3, -math.sin(t) * t / 3),
@@ -202,7 +206,7 @@ def test_two_spirals_quadrature_matches_adaptive_quadrature():
     for x in pts:
         expected = _curve_density_by_quad(
             x, curves, lambda t: math.log(0.5 * 2 * t / c**2) if t > 0 else -np.inf, c,
-            T.SPIRAL_NOISE,
+            P.SPIRAL_NOISE,
         )
         assert T.log_prob_toy2d("two_spirals", x[None])[0] == pytest.approx(expected, abs=1e-8)
 
@@ -246,14 +250,14 @@ def test_pinwheel_matches_brute_force_root_search():
 
 
 @pytest.mark.parametrize("name, build, fine", [
-    ("two_moons", T._moons_nodes, (1024, 16, 30)),
-    ("two_spirals", T._spiral_nodes, (0.05, 16, 30)),
+    ("two_moons", P.moons_nodes, (1024, 16, 30)),
+    ("two_spirals", P.spiral_nodes, (0.05, 16, 30)),
 ])
 def test_curve_quadrature_converged(name, build, fine):
     rng = np.random.default_rng(6)
     pts = np.concatenate([T.sample_toy2d(name, 1000, seed=6), rng.uniform(-6, 6, size=(1000, 2))])
-    sigma = T.MOONS_NOISE if name == "two_moons" else T.SPIRAL_NOISE
-    reference = T._log_gauss_mixture(pts, *build(*fine), sigma)
+    sigma = P.MOONS_NOISE if name == "two_moons" else P.SPIRAL_NOISE
+    reference = P.log_gauss_mixture(pts, *build(*fine), sigma)
     np.testing.assert_allclose(T.log_prob_toy2d(name, pts), reference, rtol=1e-12, atol=1e-9)
 
 
@@ -288,7 +292,7 @@ def test_oracle_edge_inputs(name):
 
 def test_pinwheel_far_field_is_continuous():
     # The oracle switches to the angle-averaged limit at |x| = 2 * PINWHEEL_FAR_RADIUS.
-    radius = 2 * T.PINWHEEL_FAR_RADIUS
+    radius = 2 * W.PINWHEEL_FAR_RADIUS
     angles = np.linspace(0, 2 * np.pi, 7)
     unit = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     inner = T.log_prob_toy2d("pinwheel", (radius - 1e-6) * unit)
@@ -313,9 +317,9 @@ def test_load_shapes_dtypes_and_metadata(name):
     for split, size in ((data.train, 2000), (data.val, 500), (data.test, 1000)):
         assert split.dtype == torch.float32 and split.shape == (size, 2)
         assert split.is_contiguous()
-    assert data.entropy == T.ENTROPY[name]
+    assert data.entropy == T.TOY2D[name].entropy
     assert data.has_oracle and data.oracle_method and data.entropy_method
-    assert data.description == T.DESCRIPTIONS[name]
+    assert data.description == T.TOY2D[name].description
     lp = data.log_prob(data.test)
     assert lp.dtype == torch.float64 and lp.shape == (1000,)
     assert torch.isfinite(lp).all()
@@ -376,12 +380,33 @@ def test_bad_sizes_and_seeds_raise():
 
 
 def test_descriptions_cover_every_dataset():
-    for table in (T.DESCRIPTIONS, T.ORACLE_METHOD, T.ENTROPY, T.ENTROPY_METHOD, T.EXTENT):
-        assert set(table) == set(NAMES)
-    for name in NAMES:
-        assert "\n" not in T.DESCRIPTIONS[name]
-        assert math.isfinite(T.ENTROPY[name])
-    assert T.ENTROPY["checkerboard"] == math.log(32)
+    assert tuple(T.TOY2D) == NAMES and len(NAMES) == 7
+    for name, record in T.TOY2D.items():
+        assert record.name == name
+        for text in (record.description, record.oracle_method, record.entropy_method):
+            assert text and "\n" not in text
+        assert math.isfinite(record.entropy) and len(record.extent) == 4
+    assert T.TOY2D["checkerboard"].entropy == math.log(32)
+    assert T.TOY2D["checkerboard"].entropy_method == "exact: uniform on area 32, H = log 32"
+    assert T.TOY2D["rings"].entropy_method.startswith(
+        "2-D midpoint-grid quadrature of -p log p over EXTENT, h=0.008; ")
+
+
+def test_a_record_cannot_lack_a_sampler_or_an_oracle():
+    # The old if-chains ended in an unconditional rings branch: a missing name sampled rings.
+    # A record needs every part, so each name has its own sampler and oracle.
+    parts = {f: getattr(T.TOY2D["rings"], f) for f in T.Toy2D.__dataclass_fields__}
+    for missing in ("sample", "log_prob", "entropy", "description"):
+        with pytest.raises(TypeError):
+            T.Toy2D(**{k: v for k, v in parts.items() if k != missing})
+    with pytest.raises(TypeError, match="callable"):
+        T.Toy2D(**{**parts, "sample": None})
+    samplers = {record.sample for record in T.TOY2D.values()}
+    oracles = {record.log_prob for record in T.TOY2D.values()}
+    assert len(samplers) == len(oracles) == len(NAMES)
+    # Each name draws its own process: no two datasets give the same points for one seed.
+    draws = {name: T.sample_toy2d(name, 50, seed=0).tobytes() for name in NAMES}
+    assert len(set(draws.values())) == len(NAMES)
 
 
 # --- slow: full recomputation ------------------------------------------------------------------
@@ -390,7 +415,7 @@ def test_descriptions_cover_every_dataset():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_stored_entropy_equals_recomputed(name):
-    assert T.compute_entropy(name) == pytest.approx(T.ENTROPY[name], abs=1e-9)
+    assert T.compute_entropy(name) == pytest.approx(T.TOY2D[name].entropy, abs=1e-9)
 
 
 @pytest.mark.slow
@@ -399,4 +424,4 @@ def test_large_monte_carlo_entropy(name):
     x = T.sample_toy2d(name, 1_000_000, seed=2024)
     lp = T.log_prob_toy2d(name, x)
     se = lp.std(ddof=1) / math.sqrt(lp.size)
-    assert abs(-lp.mean() - T.ENTROPY[name]) <= 4 * se + 1e-9
+    assert abs(-lp.mean() - T.TOY2D[name].entropy) <= 4 * se + 1e-9

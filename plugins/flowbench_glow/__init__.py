@@ -16,11 +16,7 @@ from flowbench.layers import (
     ActNorm, AffineCoupling, Compose, IndexPartition, InvertibleLinear, LUInvertibleLinear,
     Multiscale, Squeeze, channel_partition, event_size, mlp_factory, resnet_factory,
 )
-
-DEFAULTS = {
-    "steps": 8, "width": 64, "depth": 2, "activation": "relu", "lu": True, "scale_bound": 3.0,
-    "levels": 2, "hidden": 32, "blocks": 1,
-}
+from flowbench.specs import defaults_of
 
 
 def build(
@@ -28,10 +24,12 @@ def build(
     activation: str = "relu", lu: bool = True, scale_bound: float = 3.0, levels: int = 2,
     hidden: int = 32, blocks: int = 1,
 ):
-    """The vector form for (D,) events, the multiscale image form for (C, H, W)."""
+    """The vector form for (D,) events, the multiscale image form for (C, H, W). These keyword
+    defaults are the registered ones (``defaults_of``)."""
     linear = LUInvertibleLinear if lu else InvertibleLinear
     if len(event_shape) == 3:
-        return build_image(tuple(event_shape), levels, steps, hidden, blocks, lu, scale_bound)
+        return build_image(tuple(event_shape), levels=levels, steps=steps, hidden=hidden,
+                           blocks=blocks, lu=lu, scale_bound=scale_bound)
     if len(event_shape) != 1:
         raise ValueError(f"glow models vectors (D,) or images (C, H, W); got {event_shape}")
     features = event_size(event_shape)
@@ -46,10 +44,10 @@ def build(
     ])
 
 
-def build_image(event_shape: tuple[int, int, int], levels: int = 2, steps: int = 8,
-                hidden: int = 32, blocks: int = 1, lu: bool = True,
-                scale_bound: float = 3.0) -> Multiscale:
-    """Glow's multi-scale architecture (section 3 / figure 2) for (C, H, W) images."""
+def build_image(event_shape: tuple[int, int, int], *, levels: int, steps: int, hidden: int,
+                blocks: int, lu: bool, scale_bound: float) -> Multiscale:
+    """Glow's multi-scale architecture (section 3 / figure 2) for (C, H, W) images (defaults:
+    see ``build``)."""
     channels, height, width = event_shape
     if levels < 1 or height % 2**levels or width % 2**levels:
         raise ValueError(f"{levels} levels need H and W divisible by {2 ** levels}; "
@@ -88,7 +86,7 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="Glow: steps of actnorm -> LU invertible linear / 1x1 conv -> affine "
                     "coupling; images: multi-scale with squeeze and split",
         reference="Kingma & Dhariwal 2018, arXiv:1807.03039",
-        defaults=DEFAULTS,
+        defaults=defaults_of(build),
         data_kinds=("vector", "image"),
         search_space=search_space,
         measures=("linear_cost",),

@@ -13,8 +13,7 @@ from flowbench.layers import (
     AdditiveCoupling, Compose, DiagonalScaling, Flatten, alternating_partition, event_size,
     mlp_factory,
 )
-
-DEFAULTS = {"layers": 4, "width": 64, "depth": 2, "activation": "relu", "partition": "split"}
+from flowbench.specs import defaults_of
 
 
 def build(
@@ -46,7 +45,7 @@ def flowbench_register_flows() -> list[FlowSpec]:
         build=build,
         description="NICE: additive (volume-preserving) couplings + diagonal scaling",
         reference="Dinh, Krueger & Bengio 2015, arXiv:1410.8516",
-        defaults=DEFAULTS,
+        defaults=defaults_of(build),
         data_kinds=("vector", "image"),
         search_space=search_space,
     )]

@@ -17,10 +17,7 @@ from flowbench.layers import (
     alternating_partition, channel_partition, checkerboard_mask, event_size, mlp_factory,
     resnet_factory,
 )
-
-VECTOR = {"layers": 8, "width": 64, "depth": 2, "activation": "relu", "partition": "split"}
-IMAGE = {"scales": 2, "hidden": 32, "blocks": 2, "batchnorm": True}
-DEFAULTS = {**VECTOR, **IMAGE, "scale_bound": 3.0}
+from flowbench.specs import defaults_of
 
 
 def build(
@@ -28,9 +25,11 @@ def build(
     activation: str = "relu", partition: str = "split", scale_bound: float = 3.0,
     scales: int = 2, hidden: int = 32, blocks: int = 2, batchnorm: bool = True,
 ):
-    """The vector form for (D,) events, the multiscale image form for (C, H, W)."""
+    """The vector form for (D,) events, the multiscale image form for (C, H, W). These keyword
+    defaults are the registered ones (``defaults_of``)."""
     if len(event_shape) == 3:
-        return build_image(tuple(event_shape), scales, hidden, blocks, batchnorm, scale_bound)
+        return build_image(tuple(event_shape), scales=scales, hidden=hidden, blocks=blocks,
+                           batchnorm=batchnorm, scale_bound=scale_bound)
     if len(event_shape) != 1:
         raise ValueError(f"realnvp models vectors (D,) or images (C, H, W); got {event_shape}")
     features = event_size(event_shape)
@@ -42,9 +41,9 @@ def build(
     ])
 
 
-def build_image(event_shape: tuple[int, int, int], scales: int = 2, hidden: int = 32,
-                blocks: int = 2, batchnorm: bool = True, scale_bound: float = 3.0) -> Multiscale:
-    """RealNVP's multiscale architecture for (C, H, W) images."""
+def build_image(event_shape: tuple[int, int, int], *, scales: int, hidden: int, blocks: int,
+                batchnorm: bool, scale_bound: float) -> Multiscale:
+    """RealNVP's multiscale architecture for (C, H, W) images (defaults: see ``build``)."""
     channels, height, width = event_shape
     if scales < 1 or height % 2 ** (scales - 1) or width % 2 ** (scales - 1):
         raise ValueError(f"{scales} scales need H and W divisible by {2 ** (scales - 1)}; "
@@ -89,7 +88,7 @@ def flowbench_register_flows() -> list[FlowSpec]:
         description="RealNVP: affine couplings; images: checkerboard/channel masks, squeeze, "
                     "multiscale, batch norm",
         reference="Dinh, Sohl-Dickstein & Bengio 2017, arXiv:1605.08803",
-        defaults=DEFAULTS,
+        defaults=defaults_of(build),
         data_kinds=("vector", "image"),
         search_space=search_space,
     )]

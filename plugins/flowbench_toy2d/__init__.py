@@ -33,10 +33,10 @@ def toy2d_train_space(trial) -> dict:
 def flowbench_register_datasets() -> list[DatasetSpec]:
     return [
         DatasetSpec(
-            name=name, load=partial(toy2d.load_toy2d, name), description=toy2d.DESCRIPTIONS[name],
+            name=name, load=partial(toy2d.load_toy2d, name), description=record.description,
             event_shape=(2,), kind="vector", has_oracle=True, reference=REFERENCE,
         )
-        for name in toy2d.TOY2D_NAMES
+        for name, record in toy2d.TOY2D.items()
     ]
 
 

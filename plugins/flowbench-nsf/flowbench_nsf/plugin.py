@@ -12,6 +12,7 @@ from typing import Any
 
 from flowbench import DatasetSpec, FlowSpec, hookimpl
 from flowbench.layers import Compose, alternating_partition, event_size, mlp_factory
+from flowbench.specs import defaults_of
 
 from . import banana
 from .coupling import RationalQuadraticCoupling
@@ -19,20 +20,18 @@ from .coupling import RationalQuadraticCoupling
 REFERENCE = ("Durkan, Bekasov, Murray & Papamakarios 2019, Neural Spline Flows (NeurIPS), "
              "arXiv:1906.04068")
 
-#: every hyperparameter ``build`` accepts; ``bound`` is in standardised units (flowbench
-#: standardises the data before the flow; see the README on choosing it for heavy tails)
-DEFAULTS: dict[str, Any] = {
-    "layers": 4, "bins": 8, "bound": 6.0, "width": 64, "depth": 2, "activation": "relu",
-    "partition": "split",
-}
-
 
 def build(
     event_shape: tuple[int, ...], layers: int = 4, bins: int = 8, bound: float = 6.0,
     width: int = 64, depth: int = 2, activation: str = "relu", partition: str = "split",
 ) -> Compose:
     """``layers`` rational-quadratic spline couplings, partitions alternating between layers
-    (as RealNVP's), each conditioned by an MLP with a zero-initialised output layer."""
+    (as RealNVP's), each conditioned by an MLP with a zero-initialised output layer.
+
+    These keyword defaults are the registered ones (:data:`DEFAULTS`). ``bound`` is in
+    standardised units (flowbench standardises the data before the flow; see the README on
+    choosing it for heavy tails).
+    """
     if len(event_shape) != 1:
         raise ValueError(f"nsf models vectors; got event shape {tuple(event_shape)}")
     if int(layers) != layers or layers < 1:
@@ -44,6 +43,10 @@ def build(
                                   conditioner, bins=bins, bound=bound)
         for k in range(int(layers))
     ])
+
+
+#: every hyperparameter ``build`` accepts, with its default, read from ``build`` itself
+DEFAULTS: dict[str, Any] = defaults_of(build)
 
 
 def search_space(trial: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import torch
 
 import flowbench
 from flowbench.layers import IndexPartition, MaskPartition, mlp_factory
+from flowbench.specs import defaults_of
 from flowbench.testing import check_flow
 from flowbench_nsf import RationalQuadraticCoupling
 from flowbench_nsf.plugin import DEFAULTS, search_space
@@ -15,7 +16,7 @@ from flowbench_nsf.plugin import DEFAULTS, search_space
 def test_registered_through_the_entry_point(registry):
     entry = registry.get("flow", "nsf")
     assert "flowbench-nsf" in entry.source and "flowbench_nsf.plugin" in entry.source
-    assert dict(entry.spec.defaults) == DEFAULTS
+    assert dict(entry.spec.defaults) == DEFAULTS == defaults_of(entry.spec.build)
     assert entry.spec.defaults["layers"] == 4 and entry.spec.defaults["bins"] == 8
     assert "1906.04068" in entry.spec.reference
     assert registry.get("dataset", "banana").source == entry.source
