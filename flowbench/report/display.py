@@ -69,7 +69,14 @@ def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
 
 
 def gap_display(models: pd.DataFrame) -> pd.DataFrame:
-    """Mean gap to the oracle per dataset and model (nats), marked like the NLL table."""
+    """Mean gap to the oracle per dataset and model (nats), marked like the NLL table; only
+    datasets with a known oracle (empty without any)."""
+    gaps = pd.to_numeric(models["gap_mean"], errors="coerce")
+    known = models.groupby("dataset")["gap_mean"].transform(
+        lambda g: np.isfinite(pd.to_numeric(g, errors="coerce")).any()) & gaps.notna()
+    if not known.any():
+        return pd.DataFrame()
+    models = models[models["dataset"].isin(models.loc[known, "dataset"])]
     order = [m for m in model_order(models) if m != "oracle"]
     def cell(row: pd.Series) -> str:
         return marked(fixed(row["gap_mean"]), row["tail_flagged"] > 0)
