@@ -231,7 +231,6 @@ def test_a_flagged_cell_is_marked_explained_and_never_best() -> None:
     assert not moons.loc["realnvp", "best"] and moons.loc["glow", "best"]
 
     text = format_nll_table(nll_summary(records))
-    rows = {tuple(line.split()[:2]): line for line in text.splitlines()}
     glow_line = next(l for l in text.splitlines() if " glow " in l and "e+06" in l)
     assert "†" in glow_line and not glow_line.rstrip().endswith("*")
     assert re.search(r"\b4\.07e\+06 ± 7\.0e\+06 †", glow_line)  # compact, not 20 digits
@@ -244,7 +243,6 @@ def test_a_flagged_cell_is_marked_explained_and_never_best() -> None:
     assert "(largest per-point NLLs 1.22e+11, 4." in sentence
     assert re.search(r"; mean 1\.22e\+07, median 2\.4\d, trimmed mean 2\.4\d nats\.$", sentence)
     assert sum(l.startswith("† ") for l in text.splitlines()) == 2  # one per flagged cell
-    assert rows  # the table is there
 
 
 def test_old_records_without_tail_fields_are_not_flagged(tiny: Path, tiny_report) -> None:

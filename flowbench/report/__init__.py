@@ -7,6 +7,16 @@ self-contained HTML), ``sections`` (one run's report), ``compare`` (several runs
 (``write_report``), ``files`` (atomic writes), ``rundata`` (reading a run folder back).
 """
 
-from .tables import format_nll_table, nll_summary
+from typing import Any
 
 __all__ = ["format_nll_table", "nll_summary"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use, so `from flowbench.report.figures import FIGURE_KINDS` (the CLI's
+    # --figures choices) does not load pandas
+    if name in __all__:
+        from . import tables
+
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,16 +49,19 @@ def mean_std(mean: Any, std: Any, signed: bool = False, scale: float = 1.0) -> s
 
 
 def short(value: Any) -> str:
-    """A value in a sentence: 3 significant digits, whole below 1e4, scientific above
-    (``2.41``, ``12.3``, ``1234``, ``1.22e+11``)."""
+    """A value in a sentence: 3 significant digits (trailing zeros kept) below 1e4, whole
+    numbers from 100, scientific form from 1e4 (``1.90``, ``12.3``, ``1234``, ``1.22e+11``)."""
     value = _finite(value)
     if math.isnan(value):
         return "-"
     if abs(value) >= HUGE:
         return format(value, ".2e")
-    if abs(value) >= 100:
-        return format(value, ".0f")
-    return format(value, ".3g")
+    rounded = float(format(value, ".3g"))  # 99.96 -> 100, written as a whole number
+    if abs(rounded) >= 100:
+        return format(value if abs(value) >= 100 else rounded, ".0f")
+    if rounded == 0:
+        return "0"
+    return format(rounded, f".{max(0, 2 - math.floor(math.log10(abs(rounded))))}f")
 
 
 def grouped(value: Any) -> str:

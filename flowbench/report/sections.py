@@ -56,7 +56,7 @@ def tail_notes(doc: Document, models: pd.DataFrame, full: bool = True) -> None:
         return
     if full:
         doc.text(MARK_NOTE)
-        doc.bullets([note.removeprefix(f"{MARK} ") for note in notes])
+        doc.bullets(notes)
     else:
         doc.text(f"{MARK}: see the notes under the test NLL table.")
 
