@@ -162,12 +162,12 @@ def test_learning_curves_lines(smoke_run: RunData, tmp_path: Path) -> None:
 def test_learning_curve_limits_ignore_the_huge_first_points() -> None:
     steps = np.arange(0, 2001, 100, dtype=float)
     values = np.r_[400.0, 3.0, np.linspace(2.0, 1.0, len(steps) - 2)]
-    low, high = figures._robust_ylim(values, steps, floor=0.8)
+    low, high = figures.curves._robust_ylim(values, steps, floor=0.8)
     assert low < 0.8 and 2.0 < high < 4.0
     # a single spike late in training does not squash the curves either
     values[10] = 1e6
-    assert figures._robust_ylim(values, steps, floor=0.8)[1] < 10
-    assert figures._robust_ylim(np.array([np.nan]), np.array([0.0]), math.nan) == (0.0, 1.0)
+    assert figures.curves._robust_ylim(values, steps, floor=0.8)[1] < 10
+    assert figures.curves._robust_ylim(np.array([np.nan]), np.array([0.0]), math.nan) == (0.0, 1.0)
 
 
 def test_learning_curves_with_a_diverged_seed_and_without_history(smoke_run: RunData) -> None:
@@ -204,10 +204,10 @@ def test_flow_steps(smoke_run: RunData, tmp_path: Path) -> None:
 
 
 def test_pick_steps() -> None:
-    assert figures._pick_steps(26, 9) == [0, 3, 6, 9, 12, 16, 19, 22, 25]
-    assert figures._pick_steps(5, 9) == [0, 1, 2, 3, 4]
-    assert figures._pick_steps(7, 2) == [0, 6]
-    assert figures._pick_steps(1, 9) == [0]
+    assert figures.toy2d._pick_steps(26, 9) == [0, 3, 6, 9, 12, 16, 19, 22, 25]
+    assert figures.toy2d._pick_steps(5, 9) == [0, 1, 2, 3, 4]
+    assert figures.toy2d._pick_steps(7, 2) == [0, 6]
+    assert figures.toy2d._pick_steps(1, 9) == [0]
 
 
 class ThreeD(RunData):
@@ -351,7 +351,8 @@ def test_make_all_is_deterministic_and_leaves_matplotlib_alone(smoke_run: RunDat
     # (not `mpl.rcParams == before`: reading rcParams["backend"] would itself resolve it)
     assert all(mpl.rcParams[k] == before[k] for k in before if k != "backend")
     assert plt.get_fignums() == figs_before
-    assert "plt" not in vars(figures) and "pyplot" not in vars(figures)
+    for module in [figures, *(getattr(figures, name) for name in figures._MODULES)]:
+        assert "plt" not in vars(module) and "pyplot" not in vars(module), module.__name__
 
 
 def test_make_all_on_an_empty_run_and_a_broken_figure(smoke_run: RunData, tmp_path: Path,
@@ -366,10 +367,10 @@ def test_make_all_on_an_empty_run_and_a_broken_figure(smoke_run: RunData, tmp_pa
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(figures, "nll_spread_figure", broken)
-    monkeypatch.setattr(figures, "density_grid_figure", broken)
-    monkeypatch.setattr(figures, "samples_vs_data_figure", lambda *a, **k: None)
-    monkeypatch.setattr(figures, "flow_steps_figure", lambda *a, **k: None)
+    monkeypatch.setattr(figures.curves, "nll_spread_figure", broken)
+    monkeypatch.setattr(figures.toy2d, "density_grid_figure", broken)
+    monkeypatch.setattr(figures.toy2d, "samples_vs_data_figure", lambda *a, **k: None)
+    monkeypatch.setattr(figures.toy2d, "flow_steps_figure", lambda *a, **k: None)
     with pytest.warns(UserWarning) as caught:
         written = figures.make_all(smoke_run, tmp_path / "out")
     messages = sorted({str(w.message) for w in caught})
@@ -379,3 +380,79 @@ def test_make_all_on_an_empty_run_and_a_broken_figure(smoke_run: RunData, tmp_pa
     assert written["speed_vs_nll"] and len(written["learning_curves"]) == 2
     with pytest.raises(RuntimeError, match="boom"):
         figures.make_all(smoke_run, tmp_path / "strict", strict=True)
+
+
+# --- the table of figure kinds, the style, the files ---------------------------------------------
+
+def test_the_figure_kind_table_is_light_and_complete() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from flowbench.report.figures import FIGURE_KINDS; "
+            "print(','.join(FIGURE_KINDS)); "
+            "print(','.join(m for m in ('matplotlib', 'seaborn', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    names, heavy = done.stdout.splitlines()
+    assert names.split(",") == list(figures.FIGURE_KINDS) and len(names.split(",")) == 9
+    assert heavy == ""  # the table imports no plotting library, nor pandas
+    for name, kind in figures.FIGURE_KINDS.items():
+        assert kind.name == name and callable(kind.load()) and kind.caption and kind.files
+        assert all(("{dataset}" in f) == kind.per_dataset for f in kind.files)
+        assert kind.section in figures.kinds.SECTIONS
+        assert len(kind.file_captions) in (0, len(kind.files))
+    with pytest.raises(Exception):
+        figures.FIGURE_KINDS["new"] = figures.FIGURE_KINDS["tuning"]  # read-only
+
+
+def test_unknown_figure_kinds_are_named_with_the_valid_ones(smoke_run: RunData,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as raised:
+        figures.make_all(smoke_run, tmp_path, kinds=["density_grid", "densty_grid", "bogus"])
+    message = str(raised.value)
+    assert "'densty_grid' (did you mean 'density_grid'?)" in message and "'bogus'" in message
+    assert all(name in message.split("valid kinds:")[1] for name in figures.FIGURE_KINDS)
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())  # nothing drawn first
+
+
+def test_every_figure_is_drawn_and_saved_inside_the_style_once(smoke_run: RunData,
+                                                               tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """Figures are created and saved with exactly one plot style open, and each written file is
+    one the kind table announces."""
+    from matplotlib.figure import Figure
+
+    style = figures.style
+    seen = {"created": [], "saved": []}
+    new_figure, savefig = style.new_figure, Figure.savefig
+
+    def creating(*args, **kwargs):
+        seen["created"].append((style.style_depth(), mpl.rcParams["axes.titlesize"]))
+        return new_figure(*args, **kwargs)
+
+    def saving(self, *args, **kwargs):
+        seen["saved"].append((style.style_depth(), mpl.rcParams["axes.titlesize"]))
+        return savefig(self, *args, **kwargs)
+
+    for module in (figures.toy2d, figures.curves, figures.costs, figures.images, style):
+        monkeypatch.setattr(module, "new_figure", creating, raising=False)
+    monkeypatch.setattr(Figure, "savefig", saving)
+    run = variant(smoke_run, tables=cost_tables())
+    written = figures.make_all(run, tmp_path, strict=True, points=40, n=200)
+    paths = [p for ps in written.values() for p in ps]
+    # facet figures get their Figure through style.grid -> style.new_figure (patched above)
+    assert len(seen["saved"]) == len(paths) >= 12
+    assert len(seen["created"]) >= len(paths)
+    assert set(seen["created"]) == set(seen["saved"]) == {(1, 7.5)}
+    datasets = ["two_moons", "eight_gaussians"]
+    for name, paths in written.items():
+        kind = figures.FIGURE_KINDS[name]
+        allowed = {f for d in (datasets if kind.per_dataset else [None])
+                   for f in kind.filenames(d)}
+        assert {p.name for p in paths} <= allowed, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_the_docs_list_every_figure_kind() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "report.md").read_text()
+    assert figures.kinds.kinds_markdown() in text  # regenerate the doc's table when this fails

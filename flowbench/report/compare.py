@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .rundata import RunData
+from .numbers import fixed
 from .tables import KEYS, nll_summary
+from .tails import marked
 
 METADATA_KEYS = ("host", "platform", "machine", "processor", "cpu_count", "python",
                  "torch_threads")
@@ -27,6 +29,8 @@ def compare(base: RunData, other: RunData) -> pd.DataFrame:
     left = nll_summary(base.records)
     right = nll_summary(other.records)
     merged = left.merge(right, on=KEYS, suffixes=("_base", "_other"), how="inner")
+    for side in ("base", "other"):  # records written before the tail fields: not flagged
+        merged[f"tail_flagged_{side}"] = merged[f"tail_flagged_{side}"].fillna(0).astype(int)
     spread = np.sqrt((merged["test_nll_std_base"] ** 2 + merged["test_nll_std_other"] ** 2) / 2)
     delta = merged["test_nll_mean_other"] - merged["test_nll_mean_base"]
     result = pd.DataFrame({
@@ -35,12 +39,40 @@ def compare(base: RunData, other: RunData) -> pd.DataFrame:
         "test_nll_base": merged["test_nll_mean_base"],
         "test_nll_other": merged["test_nll_mean_other"],
         "delta": delta, "seed_spread": spread,
+        "tail_flagged_base": merged["tail_flagged_base"],
+        "tail_flagged_other": merged["tail_flagged_other"],
+        "tail_notes_base": merged["tail_notes_base"], "tail_notes_other": merged["tail_notes_other"],
     })
     result["beyond_spread"] = [
         ("yes" if abs(d) > s else "no") if np.isfinite(s) and np.isfinite(d) else ""
         for d, s in zip(delta, spread)
     ]
     return result
+
+
+def compare_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as people read it: NLLs and deltas in :mod:`.numbers` form, ``†`` on the
+    side whose mean is dominated by a few test points (its sentences: :func:`compare_notes`)."""
+    shown = pd.DataFrame({
+        **{k: table[k] for k in KEYS + ["seeds_ok_base", "seeds_ok_other"]},
+        "test_nll_base": [marked(fixed(v), f > 0) for v, f in
+                          zip(table["test_nll_base"], table["tail_flagged_base"])],
+        "test_nll_other": [marked(fixed(v), f > 0) for v, f in
+                           zip(table["test_nll_other"], table["tail_flagged_other"])],
+        "delta": table["delta"].map(lambda v: fixed(v, signed=True)),
+        "seed_spread": table["seed_spread"].map(fixed),
+        "beyond_spread": table["beyond_spread"],
+    })
+    return shown.set_index(KEYS)
+
+
+def compare_notes(table: pd.DataFrame, base: str, other: str) -> list[str]:
+    """One sentence per flagged cell of either run, prefixed by the run's name."""
+    notes = []
+    for side, name in (("base", base), ("other", other)):
+        for text in table[f"tail_notes_{side}"].fillna(""):
+            notes += [f"{name}: {line}" for line in str(text).splitlines() if line]
+    return notes
 
 
 def unmatched(base: RunData, other: RunData) -> tuple[list[str], list[str]]:

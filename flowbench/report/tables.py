@@ -12,6 +12,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .numbers import mean_std
+from .tails import MARK_NOTE, is_flagged, marked, tail_sentences
+
 KEYS = ["dataset", "flow", "base"]
 
 
@@ -29,14 +32,31 @@ def _unit(records: pd.DataFrame) -> dict[str, Any]:
     return {"unit": "bits/dim", "to_unit": float((both["test_bpd"] / both["test_nll"]).iloc[0])}
 
 
+def _seed_mean(ok: pd.DataFrame, column: str) -> float:
+    """Mean over ok seeds of a per-seed number that older records may lack (NaN then)."""
+    if column not in ok:
+        return np.nan
+    values = pd.to_numeric(ok[column], errors="coerce")
+    return float(values.mean()) if values.notna().any() else np.nan
+
+
+#: nll_summary's columns; ``test_nll_median`` / ``test_nll_trimmed`` are seed means of the
+#: per-seed robust numbers (see :mod:`.tails`), ``tail_flagged`` counts the ok seeds whose mean
+#: is dominated by a few test points and ``tail_notes`` says why, one line per such seed
+SUMMARY_COLUMNS = KEYS + [
+    "seeds", "ok", "diverged", "failed", "test_nll_mean", "test_nll_std", "test_nll_median",
+    "test_nll_trimmed", "tail_flagged", "tail_notes", "gap_mean", "gap_std", "entropy",
+    "oracle_test_nll", "unit", "to_unit", "best"]
+
+
 def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (dataset, flow, base): ok seeds, test NLL and gap mean/std, entropy, oracle."""
-    frame = pd.DataFrame(list(records))
-    columns = KEYS + ["seeds", "ok", "diverged", "failed", "test_nll_mean", "test_nll_std",
-                      "gap_mean", "gap_std", "entropy", "oracle_test_nll", "unit", "to_unit",
-                      "best"]
+    """One row per (dataset, flow, base): ok seeds, test NLL mean/std with its robust companions
+    (median, trimmed mean, tail flags), gap mean/std, entropy, oracle, and ``best``: the lowest
+    mean per dataset among combinations whose every seed finished ok and none is flagged."""
+    records = list(records)
+    frame = pd.DataFrame(records)
     if frame.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     for column in ("test_nll", "gap", "entropy", "oracle_test_nll", "test_bpd"):
         # records store NaN as null (JSON); make every such column numeric again
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame \
@@ -44,6 +64,8 @@ def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for (dataset, flow, base), group in frame.groupby(KEYS, sort=False):
         ok = group[group["status"] == "ok"]
+        unit = _unit(frame[frame["dataset"] == dataset])
+        cells = [records[i] for i in group.index]
         rows.append({
             "dataset": dataset, "flow": flow, "base": base,
             "seeds": len(group), "ok": len(ok),
@@ -51,27 +73,24 @@ def nll_summary(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "failed": int(group["status"].isin(["failed", "timeout"]).sum()),
             "test_nll_mean": float(ok["test_nll"].mean()) if len(ok) else np.nan,
             "test_nll_std": _std(ok["test_nll"]),
+            "test_nll_median": _seed_mean(ok, "test_nll_median"),
+            "test_nll_trimmed": _seed_mean(ok, "test_nll_trimmed"),
+            "tail_flagged": sum(is_flagged(r) for r in cells),
+            "tail_notes": "\n".join(tail_sentences(cells, **unit)),
             "gap_mean": float(ok["gap"].mean()) if len(ok) else np.nan,
             "gap_std": _std(ok["gap"]),
             "entropy": float(group["entropy"].iloc[0]),
             "oracle_test_nll": float(group["oracle_test_nll"].iloc[0]),
-            **_unit(frame[frame["dataset"] == dataset]),
+            **unit,
         })
-    summary = pd.DataFrame(rows, columns=columns[:-1])
-    # a combination only competes for "best" when every one of its seeds finished ok
-    complete = summary["ok"] == summary["seeds"]
-    ranked = summary["test_nll_mean"].where(complete)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
+    # a combination only competes for "best" when every one of its seeds finished ok and no
+    # seed's mean is dominated by a few test points
+    eligible = (summary["ok"] == summary["seeds"]) & (summary["tail_flagged"] == 0)
+    ranked = summary["test_nll_mean"].where(eligible)
     best = ranked.groupby(summary["dataset"]).transform("min")
     summary["best"] = ranked.notna() & (ranked == best)
     return summary
-
-
-def _mean_std(mean: float, std: float, signed: bool = False, scale: float = 1.0) -> str:
-    if not np.isfinite(mean):
-        return "-"
-    mean, std = mean * scale, std * scale
-    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
-    return text + (f" ± {std:.4f}" if np.isfinite(std) else "")
 
 
 def _status(row: pd.Series) -> str:
@@ -91,19 +110,31 @@ def text_table(frame: pd.DataFrame) -> str:
     return "\n".join([line(columns), rule] + [line(row) for row in cells])
 
 
+def tail_notes(frame: pd.DataFrame) -> list[str]:
+    """The sentences of every flagged row of a summary (or model summary), in row order."""
+    if "tail_notes" not in frame:
+        return []
+    return [line for text in frame["tail_notes"].fillna("") for line in str(text).splitlines()
+            if line]
+
+
 def format_nll_table(summary: pd.DataFrame) -> str:
-    """The summary as fixed-width text for the terminal; ``*`` marks the best per dataset."""
+    """The summary as fixed-width text for the terminal; ``*`` marks the best per dataset, ``†``
+    a combination whose mean is dominated by a few test points (explained under the table)."""
     if summary.empty:
         return "(no finished cells)"
+    flagged = summary["tail_flagged"] > 0 if "tail_flagged" in summary else \
+        pd.Series(False, index=summary.index)
     shown = pd.DataFrame({
         "dataset": summary["dataset"],
         "entropy": summary["entropy"].map(lambda v: f"{v:.4f}" if np.isfinite(v) else "-"),
         "flow": summary["flow"],
         "base": summary["base"],
-        "test NLL": [_mean_std(m, s, scale=k) for m, s, k in
-                     zip(summary["test_nll_mean"], summary["test_nll_std"], summary["to_unit"])],
+        "test NLL": [marked(mean_std(m, s, scale=k), f) for m, s, k, f in
+                     zip(summary["test_nll_mean"], summary["test_nll_std"], summary["to_unit"],
+                         flagged)],
         "unit": summary["unit"],
-        "gap to oracle": [_mean_std(m, s, signed=True) for m, s in
+        "gap to oracle": [mean_std(m, s, signed=True) for m, s in
                           zip(summary["gap_mean"], summary["gap_std"])],
         "seeds ok": [_status(row) for _, row in summary.iterrows()],
         "": summary["best"].map(lambda b: "*" if b else ""),
@@ -111,12 +142,14 @@ def format_nll_table(summary: pd.DataFrame) -> str:
     # show each dataset's name and entropy once, on its first row
     repeated = shown["dataset"].duplicated()
     shown.loc[repeated, ["dataset", "entropy", "unit"]] = ""
-    return text_table(shown) + (
+    text = text_table(shown) + (
         "\n\ntest NLL: nats per example, or bits per dimension of the original discrete data "
         "(images).\nentropy: true differential entropy of the data density (nats). gap: test NLL "
         "minus the true density's NLL\non the same test points (estimates KL(data || model); 0 "
         "is perfect). mean ± std over seeds; * best per dataset."
     )
+    notes = tail_notes(summary)
+    return text + ("\n\n" + "\n".join([MARK_NOTE, *notes]) if notes else "")
 
 
 # --- report tables ------------------------------------------------------------------------------
@@ -127,18 +160,23 @@ REFERENCE_PREFIX = "ref:"
 def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long form of everything compared per dataset: each flow/base, each reference method, and
     the oracle. Columns: dataset, model, kind ("flow"|"reference"|"oracle"), seeds, ok, diverged,
-    failed, test_nll_mean, test_nll_std, gap_mean, rank (1 = lowest test NLL among flows and
-    references with a value on that dataset; the oracle is not ranked)."""
+    failed, test_nll_mean, test_nll_std, gap_mean, unit, to_unit, tail_flagged, tail_notes, rank
+    (1 = lowest test NLL among flows and references with a value on that dataset; combinations
+    with a failed or flagged seed, and the oracle, are not ranked)."""
     rows = []
     for _, row in summary.iterrows():
         rows.append({
             "dataset": row["dataset"], "model": f"{row['flow']}/{row['base']}", "kind": "flow",
             **{k: row[k] for k in ("seeds", "ok", "diverged", "failed", "test_nll_mean",
                                    "test_nll_std", "gap_mean", "unit", "to_unit")},
+            "tail_flagged": int(row.get("tail_flagged", 0) or 0),
+            "tail_notes": row.get("tail_notes", "") or "",
             "complete": row["ok"] == row["seeds"],
         })
     oracle = summary.groupby("dataset", sort=False)[
         ["oracle_test_nll", "entropy", "unit", "to_unit"]].first()
+    single = {"seeds": 1, "ok": 1, "diverged": 0, "failed": 0, "test_nll_std": np.nan,
+              "tail_flagged": 0, "tail_notes": "", "complete": True}
     if references is not None and not references.empty:
         for _, ref in references.iterrows():
             if ref["dataset"] not in oracle.index or ref.get("status", "ok") != "ok":
@@ -146,22 +184,20 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
             nll = float(ref["test_nll"])
             rows.append({
                 "dataset": ref["dataset"], "model": REFERENCE_PREFIX + ref["method"],
-                "kind": "reference", "seeds": 1, "ok": 1, "diverged": 0, "failed": 0,
-                "test_nll_mean": nll, "test_nll_std": np.nan,
+                "kind": "reference", **single, "test_nll_mean": nll,
                 "gap_mean": nll - oracle.loc[ref["dataset"], "oracle_test_nll"],
                 "unit": oracle.loc[ref["dataset"], "unit"],
-                "to_unit": oracle.loc[ref["dataset"], "to_unit"], "complete": True,
+                "to_unit": oracle.loc[ref["dataset"], "to_unit"],
             })
     for dataset, values in oracle.iterrows():
         if np.isfinite(values["oracle_test_nll"]):
             rows.append({
-                "dataset": dataset, "model": "oracle", "kind": "oracle", "seeds": 1, "ok": 1,
-                "diverged": 0, "failed": 0, "test_nll_mean": values["oracle_test_nll"],
-                "test_nll_std": np.nan, "gap_mean": 0.0, "unit": values["unit"],
-                "to_unit": values["to_unit"], "complete": True,
+                "dataset": dataset, "model": "oracle", "kind": "oracle", **single,
+                "test_nll_mean": values["oracle_test_nll"], "gap_mean": 0.0,
+                "unit": values["unit"], "to_unit": values["to_unit"],
             })
     frame = pd.DataFrame(rows)
-    competing = (frame["kind"] != "oracle") & frame["complete"] \
+    competing = (frame["kind"] != "oracle") & frame["complete"] & (frame["tail_flagged"] == 0) \
         & np.isfinite(frame["test_nll_mean"].astype(float))
     frame["rank"] = np.nan
     frame.loc[competing, "rank"] = frame[competing].groupby("dataset")["test_nll_mean"].rank(
@@ -169,47 +205,12 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
     return frame.drop(columns="complete")
 
 
-def _cell_text(row: pd.Series) -> str:
-    if row["ok"] == 0:
-        states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
-        return ", ".join(states) or "-"
-    text = _mean_std(row["test_nll_mean"], row["test_nll_std"], scale=row["to_unit"])
-    if row["ok"] < row["seeds"]:
-        states = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
-        text += f" ({row['ok']}/{row['seeds']} ok; {', '.join(states)})"
-    return text
-
-
-def _model_order(models: pd.DataFrame) -> list[str]:
+def model_order(models: pd.DataFrame) -> list[str]:
+    """Flows (run order), then references, then the oracle."""
     kinds = {"flow": 0, "reference": 1, "oracle": 2}
     first = models.drop_duplicates("model")
     return sorted(first["model"], key=lambda m: (kinds[first.set_index("model").loc[m, "kind"]],
                                                  list(first["model"]).index(m)))
-
-
-def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
-    """Datasets as rows, models as columns: test NLL "mean ± std" in each dataset's unit (nats,
-    or bits/dim for discrete data), the best per dataset in **bold**, and a final "mean rank"
-    row."""
-    order = _model_order(models)
-    best = models[models["rank"] == 1]
-    table = {}
-    for dataset, group in models.groupby("dataset", sort=False):
-        by_model = group.set_index("model")
-        row = {"unit": group["unit"].iloc[0]}
-        for model in order:
-            if model not in by_model.index:
-                row[model] = ""
-                continue
-            text = _cell_text(by_model.loc[model])
-            is_best = ((best["dataset"] == dataset) & (best["model"] == model)).any()
-            row[model] = f"**{text}**" if bold and is_best else text
-        table[dataset] = row
-    frame = pd.DataFrame.from_dict(table, orient="index")[["unit", *order]]
-    ranks = mean_ranks(models)
-    frame.loc["mean rank"] = [""] + [f"{ranks[m]:.2f}" if m in ranks else "" for m in order]
-    frame.index.name = "dataset"
-    return frame
 
 
 def mean_ranks(models: pd.DataFrame) -> dict[str, float]:
@@ -220,14 +221,15 @@ def mean_ranks(models: pd.DataFrame) -> dict[str, float]:
 
 def gap_table(models: pd.DataFrame) -> pd.DataFrame:
     """Datasets as rows, models as columns: mean gap to the oracle (nats; KL estimate)."""
-    order = [m for m in _model_order(models) if m != "oracle"]
+    order = [m for m in model_order(models) if m != "oracle"]
     frame = models[models["model"] != "oracle"].pivot_table(
         index="dataset", columns="model", values="gap_mean", sort=False)
     return frame.reindex(columns=[m for m in order if m in frame.columns])
 
 
 def rank_table(models: pd.DataFrame) -> pd.DataFrame:
-    order = [m for m in _model_order(models) if m != "oracle"]
+    """Datasets as rows, models as columns: the rank (empty where not ranked), then the mean."""
+    order = [m for m in model_order(models) if m != "oracle"]
     frame = models.dropna(subset=["rank"]).pivot_table(
         index="dataset", columns="model", values="rank", sort=False)
     frame = frame.reindex(columns=[m for m in order if m in frame.columns])
