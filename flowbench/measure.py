@@ -385,7 +385,8 @@ def tail_statistics(nll: Tensor, dims: int) -> dict[str, Any]:
     point, nats). A single point with log-density near -1e11 makes a mean of millions while the
     median stays sane; these numbers make such a cell recognisable at a glance:
 
-    - ``test_nll_median``, ``test_nll_top`` (the :data:`TOP_POINTS` largest, descending);
+    - ``n_test``; ``test_nll_median``; ``test_nll_top`` (the :data:`TOP_POINTS` largest,
+      descending);
     - ``test_tail_points``: k = max(1, ceil(:data:`TAIL_FRACTION` * n));
     - ``test_nll_trimmed``: the mean without the k largest; ``test_tail_shift``: mean minus that;
     - ``test_tail_share``: sum over the k largest of (nll - median) / sum of |nll - median|;
@@ -402,7 +403,7 @@ def tail_statistics(nll: Tensor, dims: int) -> dict[str, Any]:
     share = float((ordered[:k] - median).sum() / deviation) if deviation > 0 else 0.0
     shift = mean - trimmed
     return {
-        "test_nll_median": median, "test_nll_trimmed": trimmed,
+        "n_test": n, "test_nll_median": median, "test_nll_trimmed": trimmed,
         "test_nll_top": [float(v) for v in ordered[:TOP_POINTS]],
         "test_tail_points": k, "test_tail_shift": shift, "test_tail_share": share,
         "test_tail_flag": bool(not math.isfinite(shift) or shift > TAIL_SHIFT_PER_DIM * dims),

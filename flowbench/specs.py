@@ -66,8 +66,11 @@ class TrainConfig:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}"
             )
-        if self.patience < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
-            raise ValueError("patience and weight_decay must be >= 0 and grad_clip > 0")
+        for name in ("patience", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data; ``compile`` only when set, so eager cells keep the ids they always had."""

@@ -303,5 +303,5 @@ def test_bits_per_dim():
     assert bits_per_dim(3072 * 8 * math.log(2), (3, 32, 32)) == pytest.approx(8.0)
     assert bits_per_dim(2 * math.log(2), 2) == pytest.approx(1.0)
     assert bits_per_dim(0.0, [1, 28, 28]) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"positive number of elements, got \(0, 8, 8\)"):
         bits_per_dim(1.0, (0, 8, 8))

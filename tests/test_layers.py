@@ -4,6 +4,7 @@ checked away from the identity (random conditioner weights), plus layer-specific
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import torch
@@ -103,9 +104,13 @@ def test_split_and_mask_partitions_give_the_same_affine_map() -> None:
     torch.testing.assert_close(ld_mask, ld_fast)
 
 
-@pytest.mark.parametrize("bad", [([0, 1], [1, 2]), ([0], []), ([0, 2], [3])])
-def test_bad_index_partitions_are_rejected(bad) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,message", [
+    (([0, 1], [1, 2]), "keep [0, 1] and change [1, 2] must partition 0..3 exactly"),
+    (([0], []), "both parts of a partition must be non-empty"),
+    (([0, 2], [3]), "keep [0, 2] and change [3] must partition 0..2 exactly"),
+])
+def test_bad_index_partitions_are_rejected(bad, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         IndexPartition(*bad)
 
 

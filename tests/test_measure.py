@@ -193,3 +193,17 @@ def test_throughput_keys_positive() -> None:
     assert result["sample_examples_per_second"] > 0
     assert min(result.values()) >= 0
     assert flow.training  # mode restored
+    # the reported rates agree with a plain timed loop of the same calls (a loose factor: the
+    # machine is shared, the point is catching a wrong batch count or a unit slip)
+    flow.eval()
+    x = torch.randn(50, 2).repeat(3, 1)[:128]
+    with torch.no_grad():
+        for name, call in (("log_prob", lambda: flow.log_prob(x)),
+                           ("sample", lambda: flow.sample(128))):
+            call()
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 0.3:
+                call()
+                calls += 1
+            looped = 128 * calls / (time.perf_counter() - start)
+            assert 1 / 4 < result[f"{name}_examples_per_second"] / looped < 4, (name, looped)

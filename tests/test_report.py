@@ -246,14 +246,23 @@ def test_a_flagged_cell_is_marked_explained_and_never_best() -> None:
     assert sum(l.startswith("† ") for l in text.splitlines()) == 2  # one per flagged cell
 
 
-def test_old_records_without_tail_fields_are_not_flagged(tiny: Path, tiny_report) -> None:
-    records = _records(tiny)
-    assert not any("test_tail_flag" in r for r in records)  # written before the fields
+def test_old_records_without_tail_fields_are_not_flagged(tiny: Path, tiny_report,
+                                                        tmp_path: Path) -> None:
+    tail = ("n_test", "test_nll_median", "test_nll_trimmed", "test_nll_top", "test_tail_points",
+            "test_tail_shift", "test_tail_share", "test_tail_flag")
+    records = [{k: v for k, v in r.items() if k not in tail}  # as written before the fields
+               for r in _records(tiny)]
+    assert not any("test_tail_flag" in r for r in records)
     summary = nll_summary(records)
     assert (summary["tail_flagged"] == 0).all() and summary["test_nll_median"].isna().all()
     assert "†" not in format_nll_table(summary)
     assert "†" not in tiny_report.markdown.read_text()
-    models = pd.read_csv(tiny / "tables" / "models.csv")
+    old = tmp_path / "old"
+    shutil.copytree(tiny, old)
+    (old / "cells.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = write_report([old], figures=False)
+    assert "†" not in report.markdown.read_text()
+    models = pd.read_csv(old / "tables" / "models.csv")
     assert models.dropna(subset=["rank"])["model"].str.contains("/").any()
 
 

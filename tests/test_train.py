@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from sklearn.datasets import make_moons
@@ -69,10 +71,15 @@ def test_early_stopping_after_patience(moons) -> None:
     assert result.steps_done < 500 and result.message.startswith("early stop")
 
 
-@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=-1.0), dict(schedule="linear"),
-                                 dict(grad_clip=0.0)])
-def test_train_config_validates(bad) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,message", [
+    (dict(steps=0), "TrainConfig.steps must be >= 1, got 0"),
+    (dict(lr=-1.0), "TrainConfig.lr must be positive, got -1.0"),
+    (dict(schedule="linear"), "unknown schedule 'linear'; valid choices: cosine, constant"),
+    (dict(grad_clip=0.0), "TrainConfig.grad_clip must be > 0, got 0.0"),
+    (dict(weight_decay=-1e-4), "TrainConfig.weight_decay must be >= 0, got -0.0001"),
+])
+def test_train_config_validates(bad, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig(**bad)
 
 

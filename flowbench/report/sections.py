@@ -140,7 +140,10 @@ def costs(doc: Document, run: RunData, figures: Figures, tables: Tables) -> None
     doc.heading("Log-det cost")
     doc.text("Seconds per example of the analytic `log_prob` against the brute-force path "
              "(autograd Jacobian + slogdet) on synthetic data of dimension D, and the largest "
-             "disagreement between the two (float64).")
+             "disagreement between the two (float64). Each flow is measured once, with the "
+             "run's first base (a transform's log-det does not depend on the base); the "
+             "brute-force path stops growing D once one of its calls exceeds its time budget, "
+             "as the note column says.")
     doc.table(tables["logdet"], floatfmt=".3g")
     doc.heading("Fitted complexity exponents (log-log slope of seconds vs D)", 3)
     doc.table(tables["logdet_exponents"], floatfmt=".3g")

@@ -270,20 +270,27 @@ def speed_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def logdet_table(logdet: pd.DataFrame) -> pd.DataFrame:
     """Per flow/base and dimension: seconds per example of the analytic log_prob and of the
-    brute-force Jacobian path, their ratio, and the largest log-det disagreement."""
+    brute-force Jacobian path, their ratio, the largest log-det disagreement, and a note where
+    the brute-force path was not measured (its time budget was spent at a smaller D)."""
     if "path" in logdet:
         logdet = logdet.dropna(subset=["path"])  # rows of flows whose measurement failed
     if logdet.empty:
         return pd.DataFrame()
-    wide = logdet.pivot_table(index=["flow", "base", "dim"], columns="path",
-                              values="per_example_seconds", sort=False)
-    error = logdet.groupby(["flow", "base", "dim"], sort=False)["max_abs_error"].max()
+    status = logdet["status"].fillna("ok") if "status" in logdet else \
+        pd.Series("ok", index=logdet.index)
+    measured = logdet[status == "ok"]
+    wide = measured.pivot_table(index=["flow", "base", "dim"], columns="path",
+                                values="per_example_seconds", sort=False)
+    error = measured.groupby(["flow", "base", "dim"], sort=False)["max_abs_error"].max()
     table = pd.DataFrame({
         "analytic s/example": wide.get("analytic"),
         "brute-force s/example": wide.get("brute_force"),
     })
     table["brute / analytic"] = table["brute-force s/example"] / table["analytic s/example"]
     table["max |log-det error|"] = error
+    skipped = logdet[status == "skipped"].set_index(["flow", "base", "dim"])
+    if not skipped.empty:
+        table["note"] = skipped["message"].reindex(table.index).fillna("")
     return table
 
 

@@ -74,9 +74,9 @@ def test_check_flow_mask_partition_higher_dimension(registry):
 
 
 def test_build_rejects_images_and_bad_settings(registry):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"nsf models vectors; got event shape \(1, 4, 4\)"):
         flowbench.build_flow("nsf", "normal", (1, 4, 4), registry=registry)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bins must be a positive integer, got 0"):
         RationalQuadraticCoupling(IndexPartition.halves(2), mlp_factory(8), bins=0)
     with pytest.raises(flowbench.HyperparameterError):
         flowbench.build_flow("nsf", "normal", (2,), registry=registry, scale_bound=2.0)

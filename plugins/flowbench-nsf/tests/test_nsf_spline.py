@@ -112,9 +112,9 @@ def test_float32_agrees_with_float64():
 def test_bad_shapes_are_rejected():
     x = torch.zeros(3, dtype=torch.float64)
     widths, heights, derivatives = random_params(3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need K widths, K heights and K - 1 derivatives"):
         rational_quadratic_spline(x, widths, heights, derivatives[:, 1:])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"widths shape \(3, 6\) does not match x \(2,\)"):
         rational_quadratic_spline(x[:2], widths, heights, derivatives)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="too large for 6 bins"):
         rational_quadratic_spline(x, widths, heights, derivatives, min_bin_width=0.2)
