@@ -151,6 +151,7 @@ def prepare_storage(storage: str, study_names: Sequence[str]) -> Any:
     trials that dead processes left running; returns the opened storage."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" lines
     if is_database(storage):
         _check_connection(storage)
     opened = _patiently(lambda: open_storage(storage, create=True), "create the tables")

@@ -31,6 +31,7 @@ import optuna
 import torch
 
 from .api import build_cell_flow
+from .budget import BudgetLock
 from .cell import cached_dataset, worker_registry
 from .plan import Cell, RunPlan
 from .pruners import make_pruner
@@ -40,7 +41,8 @@ from .train import TrainConfig, fit
 PREFIXES = ("flow.", "base.", "train.")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
             optuna.trial.TrialState.FAIL)
-#: what counts against a study's trial budget: finished trials and those running elsewhere
+#: what counts against a study's trial budget: finished trials and those running (a worker
+#: counts and creates its next trial under the study's lock, ``flowbench.budget``)
 COUNTED = FINISHED + (optuna.trial.TrialState.RUNNING,)
 
 
@@ -138,8 +140,9 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 
 
 def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
-    """Add trials to ``task``'s study until it has ``task.trials`` finished ones (or the
-    timeout passes); return its summary. Safe to run in several processes at once."""
+    """Add trials to ``task``'s study until ``task.trials`` are finished or running (or the
+    timeout passes); return its summary. Safe to run in several processes, on several machines,
+    at once: each takes its next trial under the study's budget lock."""
     torch.set_num_threads(threads)
     cell = task.cell
     registry = worker_registry(task.plugins)
@@ -152,10 +155,10 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
         storage=storage, study_name=task.name, direction="minimize", load_if_exists=True,
         sampler=TrialSeededTPE(seed=_study_seed(task.name)), pruner=make_pruner(task.pruner),
     )
-    # trials other workers are running count too, so workers sharing a study stop together
-    taken = sum(t.state in COUNTED for t in study.trials)
+    lock = BudgetLock(task.storage, task.name)
 
     def objective(trial: optuna.Trial) -> float:
+        lock.release()  # this trial exists now: other workers may take theirs
         shape = dataset.event_shape
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         flow_hparams = {**cell.flow_hparams,
@@ -188,12 +191,20 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
             return float("nan")  # Optuna records a NaN objective as a failed trial
         return result.best_val_nll
 
-    remaining = task.trials - taken
-    if remaining > 0:
-        study.optimize(
-            objective, n_trials=remaining, timeout=task.timeout, catch=(),
-            callbacks=[optuna.study.MaxTrialsCallback(task.trials, states=COUNTED)],
-        )
+    started = time.monotonic()
+    try:
+        while task.timeout is None or time.monotonic() - started < task.timeout:
+            # count and take the next trial under the study's lock: never one over the budget
+            lock.acquire()
+            try:
+                taken = sum(t.state in COUNTED for t in study.get_trials(deepcopy=False))
+                if taken >= task.trials:
+                    break
+                study.optimize(objective, n_trials=1, catch=())
+            finally:
+                lock.release()
+    finally:
+        lock.close()
     return summarise_study(study)
 
 

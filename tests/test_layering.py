@@ -26,7 +26,7 @@ LAYERS = {
     "flowbench.references": 4, "flowbench.testing": 4, "flowbench.metadata": 4,
     "flowbench.plan": 5, "flowbench.cell": 5, "flowbench.backends": 5, "flowbench.runner": 5,
     "flowbench.store": 5, "flowbench.runlock": 5, "flowbench.storage": 5, "flowbench.tune": 5,
-    "flowbench.pruners": 5,
+    "flowbench.pruners": 5, "flowbench.budget": 5,
     "flowbench.report": 6,
     "flowbench.runs": 7,
     "flowbench.cli": 8,
