@@ -2,7 +2,9 @@
 
 Real subprocesses of the command line, killed (SIGKILL) or interrupted (SIGINT) at awkward
 moments with worker processes busy; two processes on one run folder; damaged and foreign files;
-committed reference runs; storages that cannot work; and every non-finite path.
+committed reference runs; storages that cannot work; and every non-finite path. The kills with
+busy workers, during the report and during tuning, and the rarer damage cases, are ``slow``
+(``tox -e slow``; CI runs both).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def test_a_fresh_clone_starts_a_new_run_and_never_touches_the_reference(tmp_path
     assert {k: v for k, v in after.items() if k in before} == before
 
 
+@pytest.mark.slow
 def test_a_reference_run_of_the_same_command_is_neither_resumed_nor_written(tmp_path) -> None:
     args = ["run", *SMALL, "--steps", "5", "-j", "1"]
     made = cli(*args, "--out", str(tmp_path / "made"))
@@ -206,6 +209,7 @@ def test_two_runs_on_one_folder(tmp_path: Path) -> None:
     assert len(ids) == len(set(ids)) == 3
 
 
+@pytest.mark.slow
 @needs_proc
 def test_kill_with_busy_workers_then_resume(tmp_path: Path) -> None:
     """kill -9 of a run with two busy workers: the workers stop too, the finished cells are
@@ -234,6 +238,7 @@ def test_kill_with_busy_workers_then_resume(tmp_path: Path) -> None:
     assert len(ids) == len(set(ids)) == 8
 
 
+@pytest.mark.slow
 @needs_proc
 def test_ctrl_c_with_busy_workers(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -267,6 +272,7 @@ def _whole(path: Path) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_kill_while_the_report_is_written_leaves_no_half_file(tmp_path: Path) -> None:
     out = tmp_path / "run"
     made = cli("run", "--suite", "smoke", "--datasets", "two_moons", "--out", str(out),
@@ -295,14 +301,18 @@ def finished_run(tmp_path_factory) -> Path:
     return out
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("name,content,expected", [
     ("config.json", '{"suite": "smoke",\n  "cells": [1, 2\n', "config.json, line 3"),
-    ("config.json", '["not", "a", "config"]\n', "not a flowbench run configuration"),
+    pytest.param("config.json", '["not", "a", "config"]\n', "not a flowbench run configuration",
+                 marks=SLOW),
     ("metadata.json", '{"sessions": [}\n', "metadata.json, line 1"),
-    ("metadata.json", '{"sessions": 3}\n', "expected {\"sessions\""),
+    pytest.param("metadata.json", '{"sessions": 3}\n', "expected {\"sessions\"", marks=SLOW),
     (RECORDS, None, "cells.jsonl, line 2: a JSON object without a 'cell_id'"),
-    (RECORDS, "list", "cells.jsonl, line 2: not a JSON object"),
-    (RECORDS, "garbage", "cells.jsonl, line 2: not a JSON record"),
+    pytest.param(RECORDS, "list", "cells.jsonl, line 2: not a JSON object", marks=SLOW),
+    pytest.param(RECORDS, "garbage", "cells.jsonl, line 2: not a JSON record", marks=SLOW),
 ])
 def test_a_damaged_file_is_named_and_left_alone(finished_run: Path, tmp_path: Path, name: str,
                                                 content: str | None, expected: str) -> None:
@@ -386,6 +396,7 @@ def _finished(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return study.trials
 
 
+@pytest.mark.slow
 @needs_proc
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_kill_during_tuning_then_rerun_ends_at_exactly_the_trials(tmp_path: Path, kind: str):
