@@ -230,8 +230,9 @@ def speed_table(names: list[str], dims: list[int], rounds: int, steps: int,
                 train = train_steps(model, data, steps, seed=round_)
                 model.module.eval()
                 batch = data[:eval_batch]
-                log_prob = examples_per_second(lambda: model.log_prob(batch), eval_batch, 5)
-                sample = examples_per_second(lambda: model.sample(eval_batch), eval_batch, 5)
+                log_prob = examples_per_second(lambda m=model, b=batch: m.log_prob(b),
+                                               eval_batch, 5)
+                sample = examples_per_second(lambda m=model: m.sample(eval_batch), eval_batch, 5)
                 if round_:
                     samples[name]["train"].append(steps / train)
                     samples[name]["log_prob"].append(log_prob)

@@ -64,7 +64,8 @@ class Flow(nn.Module):
         return self.inverse(self.base.sample(n, generator, temperature))
 
     def forward_steps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``[("data", x), (layer, output), ...]``: data pushed towards the latent, layer by layer."""
+        """``[("data", x), (layer, output), ...]``: data pushed towards the latent, layer by
+        layer."""
         steps = [("data", x)]
         for index, layer in enumerate(self.layers()):
             x, _ = layer(x)

@@ -41,7 +41,8 @@ def flowbench_register_flows() -> list[FlowSpec]:
 def flowbench_register_bases() -> list[BaseSpec]:
     """Base distributions this plugin provides.
 
-    Each ``BaseSpec.build(event_shape, **hparams)`` returns a ``flowbench.distributions.Distribution``.
+    Each ``BaseSpec.build(event_shape, **hparams)`` returns a
+    ``flowbench.distributions.Distribution``.
     """
 
 

@@ -307,14 +307,14 @@ def linear_cost(
         x = torch.randn(batch, c, spatial, spatial, generator=torch.Generator().manual_seed(seed))
         lu = LUInvertibleLinear(c, torch.Generator().manual_seed(seed)).requires_grad_(False)
         plain = InvertibleLinear(c, torch.Generator().manual_seed(seed)).requires_grad_(False)
-        logdets = {"lu": lambda: lu.log_s.sum(),
-                   "plain": lambda: torch.linalg.slogdet(plain.weight).logabsdet}
+        logdets = {"lu": lambda lu=lu: lu.log_s.sum(),
+                   "plain": lambda plain=plain: torch.linalg.slogdet(plain.weight).logabsdet}
         for name, layer in (("lu", lu), ("plain", plain)):
             with torch.no_grad():
                 z = layer.eval()(x)[0]
                 operations = {
                     "logdet": logdets[name],
-                    "forward": lambda layer=layer: layer(x),
+                    "forward": lambda layer=layer, x=x: layer(x),
                     "inverse": lambda layer=layer, z=z: layer.inverse(z),
                 }
                 for operation, fn in operations.items():

@@ -251,7 +251,8 @@ def _guarded(function: Any, plugin: str, hook_name: str, spec_type: type, regist
         try:
             specs = function(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any plugin failure is reported, not raised
-            registry.problems.append(PluginProblem(plugin, source, f"{hook_name}() raised {error!r}"))
+            registry.problems.append(
+                PluginProblem(plugin, source, f"{hook_name}() raised {error!r}"))
             return None
         if not isinstance(specs, (list, tuple)):
             registry.problems.append(PluginProblem(

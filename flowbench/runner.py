@@ -78,7 +78,8 @@ def execute(
                         "timeout": cell_timeout}, in_process={"progress": progress})
                   for cell in wanted]
         finished = len(plan.cells) - len(wanted)
-        with contextlib.closing(run_tasks(tasks, plan.plugins, jobs, backend, scheduler)) as results:
+        with contextlib.closing(
+                run_tasks(tasks, plan.plugins, jobs, backend, scheduler)) as results:
             for task, result in results:
                 if task.kind == "references":
                     store.append_rows(REFERENCES, result)

@@ -1,7 +1,8 @@
 """The spec records plugins register: named recipes for flows, bases, datasets and suites.
 
-A spec is data plus a builder. The invertible maths lives in ``flowbench.layers``; a flow spec only
-says how to assemble layers for an event shape, its default hyperparameters, and where it comes from.
+A spec is data plus a builder. The invertible maths lives in ``flowbench.layers``; a flow spec
+only says how to assemble layers for an event shape, its default hyperparameters, and where it
+comes from.
 The defaults that are part of a suite's contract live here too: :class:`TrainConfig` (what a
 suite's ``train`` overrides), :data:`MEASURE_DEFAULTS` and :data:`PREPROCESSING_DEFAULTS`.
 This module imports only the standard library.
@@ -17,7 +18,8 @@ from typing import Any, Callable, Mapping
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
 DATA_KINDS = ("vector", "image")
 
-#: what ``flowbench run`` measures besides NLL unless the suite says otherwise (``SuiteSpec.measure``)
+#: what ``flowbench run`` measures besides NLL unless the suite says otherwise
+#: (``SuiteSpec.measure``)
 MEASURE_DEFAULTS: dict[str, Any] = {
     "speed": True,                              # per-cell density / sampling throughput
     "references": True,                         # Gaussian, GMM, KDE baselines per dataset

@@ -113,7 +113,8 @@ def read_json(path: Path, what: str, remedy: str) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise DamagedFile(path, None, f"{what} is not UTF-8 text ({error.reason})", remedy) from None
+        raise DamagedFile(path, None, f"{what} is not UTF-8 text ({error.reason})",
+                          remedy) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

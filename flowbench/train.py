@@ -137,7 +137,7 @@ def fit(
     flow: Flow,
     train: Tensor,
     val: Tensor,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     seed: int = 0,
     progress: bool = False,
     description: str = "train",
@@ -147,6 +147,7 @@ def fit(
 ) -> FitResult:
     """Train ``flow`` in place by maximum likelihood and leave it at its best validation checkpoint.
 
+    ``config`` defaults to ``TrainConfig()``.
     ``seed`` fixes the minibatch order (model initialisation is seeded by whoever built ``flow``).
     ``timeout`` (seconds, checked every step) stops training with status ``timeout``; an
     exception raised by ``on_eval`` (e.g. Optuna's ``TrialPruned``) propagates. With
@@ -154,6 +155,8 @@ def fit(
     validation split a fixed draw.
     ``on_eval`` is called with each history row (step, train_nll, val_nll, lr).
     """
+    if config is None:
+        config = TrainConfig()
     generator = torch.Generator().manual_seed(seed)
     flow.train()
     with torch.no_grad():  # data-dependent initialisation (actnorm) on a generous batch

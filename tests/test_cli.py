@@ -112,7 +112,8 @@ def test_same_command_finds_its_run_under_results(tmp_path: Path) -> None:
     again = flowbench(*args, cwd=tmp_path)
     assert f"resuming run {Path('results') / folders[0].name}" in again.stderr
     assert len(list((tmp_path / "results").iterdir())) == 1
-    other = flowbench(*args[:-2], "6", "--no-report", cwd=tmp_path)  # a different budget is a different run
+    # a different budget is a different run
+    other = flowbench(*args[:-2], "6", "--no-report", cwd=tmp_path)
     assert "new run" in other.stderr and len(list((tmp_path / "results").iterdir())) == 2
 
 

@@ -76,7 +76,7 @@ def test_compiler_failure_restores_state_and_trains_eagerly(moons, monkeypatch, 
     fit(eager_flow, train, val, config, seed=0)
     assert not result.compiled
     for (name, a), (_, b) in zip(compiled_flow.state_dict().items(),
-                                 eager_flow.state_dict().items()):
+                                 eager_flow.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 

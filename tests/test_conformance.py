@@ -63,7 +63,8 @@ def test_state_dict_reload_into_a_differently_seeded_build(flow: str, base: str)
         torch.testing.assert_close(reloaded.log_prob(data), trained.log_prob(data), rtol=0,
                                    atol=1e-6)
         generator = lambda: torch.Generator().manual_seed(5)  # noqa: E731
-        torch.testing.assert_close(reloaded.sample(64, generator()), trained.sample(64, generator()))
+        torch.testing.assert_close(reloaded.sample(64, generator()),
+                                   trained.sample(64, generator()))
 
 
 @pytest.mark.parametrize("flow", REGISTRY.names("flow"))

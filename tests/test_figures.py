@@ -143,15 +143,15 @@ def test_learning_curves_lines(smoke_run: RunData, tmp_path: Path) -> None:
     (ax,) = fig.axes
     pairs = n_pairs(smoke_run, "two_moons")
     lines = ax.get_lines()
-    solid = [l for l in lines if l.get_linestyle() == "-"]
-    dashed = [l for l in lines if l.get_linestyle() == "--"]
-    dotted = [l for l in lines if l.get_linestyle() == ":"]
+    solid = [line for line in lines if line.get_linestyle() == "-"]
+    dashed = [line for line in lines if line.get_linestyle() == "--"]
+    dotted = [line for line in lines if line.get_linestyle() == ":"]
     assert len(solid) == len(dashed) == pairs and len(lines) == 2 * pairs + 1
     entropy = smoke_run.records[0]["entropy"]
     assert dotted[0].get_ydata()[0] == pytest.approx(entropy)
     # validation curves start at step 0; training curves have no step-0 value
-    assert all(l.get_xdata()[0] == 0 for l in solid)
-    assert all(l.get_xdata()[0] > 0 for l in dashed)
+    assert all(line.get_xdata()[0] == 0 for line in solid)
+    assert all(line.get_xdata()[0] > 0 for line in dashed)
     low, high = ax.get_ylim()
     assert low < entropy < high
     size = fig.get_size_inches().copy()
@@ -175,7 +175,7 @@ def test_learning_curves_with_a_diverged_seed_and_without_history(smoke_run: Run
     bad = next(r for r in records if (r["dataset"], r["flow"]) == ("two_moons", "glow"))
     bad.update(status="diverged", test_nll=None)
     (ax,) = figures.learning_curves_figure(variant(smoke_run, records), "two_moons").axes
-    marked = [l for l in ax.get_lines() if l.get_marker() == "x"]
+    marked = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert len(marked) == 1 and len(ax.get_lines()) == 2 * 5 + 1 + 1
     no_history = [{k: v for k, v in r.items() if k != "history"} for r in smoke_run.records]
     assert figures.learning_curves(variant(smoke_run, no_history), "two_moons", Path("/x")) == []
@@ -228,7 +228,7 @@ def test_nll_spread_shows_failed_cells(smoke_run: RunData, tmp_path: Path) -> No
     fig = figures.nll_spread_figure(smoke_run)
     datasets = panels(fig)
     assert [ax.get_title() for ax in datasets] == ["two_moons", "eight_gaussians"]
-    assert not any(l.get_marker() == "x" for ax in datasets for l in ax.get_lines())
+    assert not any(line.get_marker() == "x" for ax in datasets for line in ax.get_lines())
     records = [dict(r) for r in smoke_run.records]
     for record in records:
         if (record["dataset"], record["flow"], record["base"]) == ("eight_gaussians", "nice",
@@ -239,9 +239,9 @@ def test_nll_spread_shows_failed_cells(smoke_run: RunData, tmp_path: Path) -> No
             record.update(status="failed", test_nll=None, gap=None)
     fig = figures.nll_spread_figure(variant(smoke_run, records))
     for ax in panels(fig):
-        crosses = [l for l in ax.get_lines() if l.get_marker() == "x"]
+        crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
         assert len(crosses) == 1 and len(crosses[0].get_xdata()) == 1
-        entropy = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+        entropy = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert len(entropy) == 1
     legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     legend = [t.get_text() for leg in legends for t in leg.get_texts()]
@@ -301,7 +301,7 @@ def test_logdet_and_linear_cost(smoke_run: RunData, tmp_path: Path) -> None:
     assert ax.get_xscale() == ax.get_yscale() == "log"
     lines = ax.get_lines()
     assert len(lines) == 4  # 2 flows x 2 paths
-    assert sorted(l.get_linestyle() for l in lines) == ["-", "-", "--", "--"]
+    assert sorted(line.get_linestyle() for line in lines) == ["-", "-", "--", "--"]
     linear = panels(built["linear_cost"])
     assert [a.get_title() for a in linear] == ["logdet", "forward", "inverse"]
     assert all(len(a.get_lines()) == 2 and a.get_yscale() == "log" for a in linear)
@@ -346,7 +346,7 @@ def test_make_all_is_deterministic_and_leaves_matplotlib_alone(smoke_run: RunDat
         assert len(first[kind]) == 2  # one per dataset
     for kind, paths in first.items():
         assert [p.name for p in paths] == [p.name for p in second[kind]]
-        for a, b in zip(paths, second[kind]):
+        for a, b in zip(paths, second[kind], strict=True):
             assert a.read_bytes() == b.read_bytes(), a.name
     # (not `mpl.rcParams == before`: reading rcParams["backend"] would itself resolve it)
     assert all(mpl.rcParams[k] == before[k] for k in before if k != "backend")
@@ -401,7 +401,7 @@ def test_the_figure_kind_table_is_light_and_complete() -> None:
         assert all(("{dataset}" in f) == kind.per_dataset for f in kind.files)
         assert kind.section in figures.kinds.SECTIONS
         assert len(kind.file_captions) in (0, len(kind.files))
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         figures.FIGURE_KINDS["new"] = figures.FIGURE_KINDS["tuning"]  # read-only
 
 

@@ -50,8 +50,8 @@ def test_sample_steps_push_base_samples_to_data_space() -> None:
 
 def test_building_is_seeded() -> None:
     a, b, c = make(1), make(1), make(2)
-    for (name, pa), (_, pb), (_, pc) in zip(a.state_dict().items(), b.state_dict().items(),
-                                             c.state_dict().items()):
+    for (name, pa), (_, pb), (_, _pc) in zip(a.state_dict().items(), b.state_dict().items(),
+                                              c.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(),
-                                                          c.state_dict().values()))
+                                                          c.state_dict().values(), strict=True))

@@ -77,13 +77,13 @@ def test_digits_splits_partition_the_data(digits, sk_digits):
 
 def test_digits_labels_and_class_balance(digits, sk_digits):
     by_image: dict[bytes, set[int]] = {}
-    for image, label in zip(sk_digits.images, sk_digits.target):
+    for image, label in zip(sk_digits.images, sk_digits.target, strict=True):
         by_image.setdefault(image.astype(np.uint8).tobytes(), set()).add(int(label))
     totals = np.bincount(sk_digits.target)
     for name, split in digits.splits().items():
         labels = digits.info["labels"][name]
         assert len(labels) == split.shape[0]
-        for image, label in zip(split.numpy().astype(np.uint8), labels):
+        for image, label in zip(split.numpy().astype(np.uint8), labels, strict=True):
             assert label in by_image[image.reshape(8, 8).tobytes()]
         counts = np.bincount(labels, minlength=10)
         assert counts.tolist() == digits.info["class_counts"][name]
@@ -94,7 +94,7 @@ def test_digits_labels_and_class_balance(digits, sk_digits):
 
 def test_digits_deterministic_per_seed(digits):
     again = load_digits(seed=0)
-    for a, b in zip(digits.splits().values(), again.splits().values()):
+    for a, b in zip(digits.splits().values(), again.splits().values(), strict=True):
         assert torch.equal(a, b)
     other = load_digits(seed=1)
     assert not torch.equal(other.val, digits.val)

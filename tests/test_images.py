@@ -114,7 +114,7 @@ def test_digits_smoke_run_reports_bits_per_dimension(tmp_path: Path) -> None:
     assert all(0 < row["test_bpd"] < math.log2(17) for row in rows)
     result = write_report([tmp_path])
     text = result.markdown.read_text()
-    line = next(l for l in text.splitlines() if l.startswith("| digits | bits/dim"))
+    line = next(row for row in text.splitlines() if row.startswith("| digits | bits/dim"))
     gaussian = f"{methods['gaussian']['test_bpd']:.4f}"
     assert gaussian in line  # the references are shown in bits/dim too
     assert (tmp_path / "figures" / "image_samples_digits.png").is_file()

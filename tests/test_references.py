@@ -91,7 +91,7 @@ def _mixture_sample(rng, n):
 
 def _mixture_log_prob(x):
     terms = [math.log(w) + multivariate_normal(m, c).logpdf(x)
-             for w, m, c in zip(MIX_WEIGHTS, MIX_MEANS, MIX_COVS)]
+             for w, m, c in zip(MIX_WEIGHTS, MIX_MEANS, MIX_COVS, strict=True)]
     return logsumexp(np.stack(terms), axis=0)
 
 

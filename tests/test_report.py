@@ -111,7 +111,8 @@ def test_speed_and_cost_tables(tiny: Path, tiny_report) -> None:
     cost = pd.read_csv(tiny / "logdet_cost.csv")
     table = pd.read_csv(tiny / "tables" / "logdet.csv")
     for _, row in table.iterrows():
-        raw = cost[(cost.flow == row["flow"]) & (cost.base == row["base"]) & (cost.dim == row["dim"])]
+        raw = cost[(cost.flow == row["flow"]) & (cost.base == row["base"])
+                   & (cost.dim == row["dim"])]
         per = raw.set_index("path")["per_example_seconds"]
         assert row["brute / analytic"] == pytest.approx(per["brute_force"] / per["analytic"])
         assert row["max |log-det error|"] < 1e-6
@@ -232,18 +233,19 @@ def test_a_flagged_cell_is_marked_explained_and_never_best() -> None:
     assert not moons.loc["realnvp", "best"] and moons.loc["glow", "best"]
 
     text = format_nll_table(nll_summary(records))
-    glow_line = next(l for l in text.splitlines() if " glow " in l and "e+06" in l)
+    glow_line = next(line for line in text.splitlines() if " glow " in line and "e+06" in line)
     assert "†" in glow_line and not glow_line.rstrip().endswith("*")
     assert re.search(r"\b4\.07e\+06 ± 7\.0e\+06 †", glow_line)  # compact, not 20 digits
-    best_lines = [l for l in text.splitlines() if l.rstrip().endswith("*")]
-    assert len(best_lines) == 2 and all("†" not in l for l in best_lines)
-    sentence = next(l for l in text.splitlines() if l.startswith("† pinwheel glow/normal seed 2"))
+    best_lines = [line for line in text.splitlines() if line.rstrip().endswith("*")]
+    assert len(best_lines) == 2 and all("†" not in line for line in best_lines)
+    sentence = next(line for line in text.splitlines()
+                    if line.startswith("† pinwheel glow/normal seed 2"))
     # k = max(1, ceil(0.001 n)) = 10 points of 10 000
     assert ("10 of 10\u202f000 test points carry 100.0 % of the deviation from the median"
             in sentence)
     assert "(largest per-point NLLs 1.22e+11, 4." in sentence
     assert re.search(r"; mean 1\.22e\+07, median 2\.4\d, trimmed mean 2\.4\d nats\.$", sentence)
-    assert sum(l.startswith("† ") for l in text.splitlines()) == 2  # one per flagged cell
+    assert sum(line.startswith("† ") for line in text.splitlines()) == 2  # one per flagged cell
 
 
 def test_old_records_without_tail_fields_are_not_flagged(tiny: Path, tiny_report,
@@ -316,7 +318,7 @@ def test_the_report_marks_a_flagged_cell_everywhere(tiny: Path, tmp_path: Path) 
     # and the comparison with the unflagged run marks the flagged side and says why
     compared = write_report([tiny, tmp_path / "flagged"], out=tmp_path / "cmp")
     text = compared.markdown.read_text()
-    line = next(l for l in text.splitlines() if l.startswith("| tiny_moons | glow | normal"))
+    line = next(row for row in text.splitlines() if row.startswith("| tiny_moons | glow | normal"))
     assert line.count("†") == 1 and "e+06 †" in line
     assert f"flagged: † {sentence}" in text and "1 carry the mark †" in text
 
@@ -327,7 +329,7 @@ def test_speed_table_reads_as_grouped_numbers(tiny: Path, tiny_report) -> None:
     assert speed["train ex/s"].dtype.kind == "f"  # the CSV stays numeric
     value = speed.loc["glow/normal", "train ex/s"]
     grouped = f"{round(value):,}".replace(",", "\u202f")
-    line = next(l for l in text.splitlines() if l.startswith("| glow/normal |"))
+    line = next(row for row in text.splitlines() if row.startswith("| glow/normal |"))
     assert f"| {grouped} |" in line and "e+0" not in line
     assert grouped in tiny_report.html.read_text()
 

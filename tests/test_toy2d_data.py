@@ -149,7 +149,7 @@ def test_closed_forms_match_direct_formulas():
     def ring_by_quadrature(x, radii, sigma):
         vals = []
         for radius in radii:
-            def integrand(phi):
+            def integrand(phi, radius=radius):
                 d2 = (x[0] - radius * math.cos(phi)) ** 2 + (x[1] - radius * math.sin(phi)) ** 2
                 return math.exp(-d2 / (2 * sigma**2)) / (2 * math.pi * sigma**2) / (2 * math.pi)
 
@@ -173,7 +173,7 @@ def _curve_density_by_quad(x, curves, log_weight, t_max, sigma):
     """log sum_curves int_0^t_max w(t) N(x; c(t), sigma^2 I) dt with adaptive quadrature."""
     total = 0.0
     for curve in curves:
-        def integrand(t):
+        def integrand(t, curve=curve):
             cx, cy = curve(t)
             d2 = (x[0] - cx) ** 2 + (x[1] - cy) ** 2
             return math.exp(log_weight(t) - d2 / (2 * sigma**2))
@@ -221,7 +221,7 @@ def _pinwheel_brute_force(x):
     grid = np.linspace(-math.pi, math.pi, 20001)
     terms = []
     for k in range(5):
-        def h(b):
+        def h(b, k=k):
             val = b - 0.25 * np.exp(r * np.cos(b)) - 2 * math.pi * k / 5 - alpha
             return np.mod(val + math.pi, 2 * math.pi) - math.pi
 
@@ -245,7 +245,7 @@ def test_pinwheel_matches_brute_force_root_search():
         [T.sample_toy2d("pinwheel", 10, seed=5), rng.uniform(-7, 7, size=(10, 2)), [[0.0, 0.0]]]
     )
     ours = T.log_prob_toy2d("pinwheel", pts)
-    for x, value in zip(pts, ours):
+    for x, value in zip(pts, ours, strict=True):
         assert value == pytest.approx(_pinwheel_brute_force(x), rel=1e-11, abs=1e-11)
 
 

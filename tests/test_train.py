@@ -46,7 +46,8 @@ def test_fit_is_deterministic(moons) -> None:
     first, second = make(train), make(train)
     fit(first, train, val, config, seed=3)
     fit(second, train, val, config, seed=3)
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),
+                                 strict=True):
         assert torch.equal(a, b), name
     third = make(train)
     fit(third, train, val, config, seed=4)
@@ -115,7 +116,8 @@ def test_flat_parameters_train_exactly_like_separate_tensors(moons) -> None:
             assert torch.equal(flat.grad, expected)
         torch.testing.assert_close(flat.grad, expected, rtol=1e-5, atol=1e-6)
         adam_flat.step()
-    for (name, a), (_, b) in zip(separate.state_dict().items(), flat_model.state_dict().items()):
+    for (name, a), (_, b) in zip(separate.state_dict().items(), flat_model.state_dict().items(),
+                                 strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.equal(separate.state_dict()["transform.transforms.0.conditioner.0.weight"],
                            make(train).state_dict()["transform.transforms.0.conditioner.0.weight"])

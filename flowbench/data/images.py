@@ -151,7 +151,7 @@ def load_digits(
     val_share = _largest_remainder(n_val, sizes)
     test_share = _largest_remainder(n_test, sizes)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for c, n_v, n_t in zip(classes, val_share, test_share):
+    for c, n_v, n_t in zip(classes, val_share, test_share, strict=True):
         idx = rng.permutation(np.flatnonzero(labels == c))
         parts["val"].append(idx[:n_v])
         parts["test"].append(idx[n_v : n_v + n_t])

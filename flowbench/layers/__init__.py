@@ -23,8 +23,8 @@ __all__ = [
     "checkerboard_mask", "Multiscale", "BatchNormFlow", "Flatten", "Squeeze",
     "ACTIVATIONS", "ActNorm", "AdditiveCoupling", "AffineCoupling", "Compose",
     "ConditionerFactory", "DiagonalScaling", "FixedAffine", "IndexPartition", "InvertibleLinear",
-    "LUInvertibleLinear", "Logit", "MLP", "MaskPartition", "PARTITION_KINDS", "Partition", "Permutation",
-    "Transform", "alternating_partition",
+    "LUInvertibleLinear", "Logit", "MLP", "MaskPartition", "PARTITION_KINDS", "Partition",
+    "Permutation", "Transform", "alternating_partition",
     "event_size", "flatten_layers", "make_activation", "mlp_factory", "random_rotation",
     "spatial_size", "sum_except_batch",
 ]

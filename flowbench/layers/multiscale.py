@@ -57,7 +57,7 @@ class Multiscale(Transform):
         self.level_shapes: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None]]
         self.level_shapes = []
         shape = self.event_shape
-        for index, (level, splits) in enumerate(zip(levels, split)):
+        for index, (level, splits) in enumerate(zip(levels, split, strict=True)):
             out = tuple(level.output_shape(shape))
             if event_size(out) != event_size(shape):
                 raise ValueError(f"level {index} maps {shape} to {out}: not the same size")
@@ -84,7 +84,7 @@ class Multiscale(Transform):
         logabsdet = x.new_zeros(n)
         parts = []
         h = x
-        for level, (_, _, factored) in zip(self.levels, self.level_shapes):
+        for level, (_, _, factored) in zip(self.levels, self.level_shapes, strict=True):
             h, ld = level(h)
             logabsdet = logabsdet + ld
             if factored is not None:
@@ -99,7 +99,8 @@ class Multiscale(Transform):
         n = z.shape[0]
         parts = list(z.split(self.part_sizes, dim=1))
         h = parts.pop().reshape(n, *self.final_shape)
-        for level, (_, _, factored) in zip(reversed(self.levels), reversed(self.level_shapes)):
+        for level, (_, _, factored) in zip(reversed(self.levels), reversed(self.level_shapes),
+                                           strict=True):
             if factored is not None:
                 h = torch.cat([h, parts.pop().reshape(n, *factored)], dim=1)
             h = level.inverse(h)

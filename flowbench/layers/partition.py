@@ -6,8 +6,9 @@ Two forms (Dinh et al. 2015, "NICE"; Dinh et al. 2017, "Density estimation using
   kept features and predicts parameters only for the transformed ones — the fast path for vectors
   (and for channel splits of images).
 - ``MaskPartition``: a binary mask ``b`` of the event shape. The conditioner sees ``b * x`` and
-  predicts parameters for every element; those of kept elements are zeroed by ``1 - b``. This is the
-  form of the RealNVP equation ``z = b*x + (1-b)*(x*exp(s(b*x)) + t(b*x))`` and of checkerboard masks.
+  predicts parameters for every element; those of kept elements are zeroed by ``1 - b``. This is
+  the form of the RealNVP equation ``z = b*x + (1-b)*(x*exp(s(b*x)) + t(b*x))`` and of
+  checkerboard masks.
 """
 
 from __future__ import annotations

@@ -41,11 +41,12 @@ def compare(base: RunData, other: RunData) -> pd.DataFrame:
         "delta": delta, "seed_spread": spread,
         "tail_flagged_base": merged["tail_flagged_base"],
         "tail_flagged_other": merged["tail_flagged_other"],
-        "tail_notes_base": merged["tail_notes_base"], "tail_notes_other": merged["tail_notes_other"],
+        "tail_notes_base": merged["tail_notes_base"],
+        "tail_notes_other": merged["tail_notes_other"],
     })
     result["beyond_spread"] = [
         ("yes" if abs(d) > s else "no") if np.isfinite(s) and np.isfinite(d) else ""
-        for d, s in zip(delta, spread)
+        for d, s in zip(delta, spread, strict=True)
     ]
     return result
 
@@ -56,9 +57,10 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({
         **{k: table[k] for k in KEYS + ["seeds_ok_base", "seeds_ok_other"]},
         "test_nll_base": [marked(fixed(v), f > 0) for v, f in
-                          zip(table["test_nll_base"], table["tail_flagged_base"])],
+                          zip(table["test_nll_base"], table["tail_flagged_base"], strict=True)],
         "test_nll_other": [marked(fixed(v), f > 0) for v, f in
-                           zip(table["test_nll_other"], table["tail_flagged_other"])],
+                           zip(table["test_nll_other"], table["tail_flagged_other"],
+                               strict=True)],
         "delta": table["delta"].map(lambda v: fixed(v, signed=True)),
         "seed_spread": table["seed_spread"].map(fixed),
         "beyond_spread": table["beyond_spread"],
@@ -103,6 +105,7 @@ def metadata_warnings(runs: list[RunData]) -> list[str]:
                 warnings.append(f"package {name} differs: {runs[0].name} has "
                                 f"{packages_a.get(name)}, {run.name} has {packages_b.get(name)}")
         if runs[0].config.get("train") != run.config.get("train"):
-            warnings.append(f"training settings differ: {runs[0].name} {runs[0].config.get('train')}"
+            warnings.append(f"training settings differ: {runs[0].name} "
+                            f"{runs[0].config.get('train')}"
                             f" vs {run.name} {run.config.get('train')}")
     return warnings

@@ -66,9 +66,17 @@ class RunData:
     def registry(self) -> Registry:
         return load_registry(self.config.get("plugins", ()), warn=False)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cached_property
+    def _datasets(self) -> dict[str, Dataset]:
+        """The datasets :meth:`dataset` has loaded, by name (this run's own cache)."""
+        return {}
+
     def dataset(self, name: str) -> Dataset:
-        return load_dataset(name, int(self.config.get("data_seed", 0)), registry=self.registry)
+        """The dataset ``name`` as this run loaded it, each loaded once per ``RunData``."""
+        if name not in self._datasets:
+            self._datasets[name] = load_dataset(name, int(self.config.get("data_seed", 0)),
+                                                registry=self.registry)
+        return self._datasets[name]
 
     def model_path(self, record: dict[str, Any]) -> Path:
         return self.path / "models" / f"{record['cell_id']}.pt"
@@ -82,5 +90,5 @@ class RunData:
         flow.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return flow.eval()
 
-    def __hash__(self) -> int:  # for lru_cache on methods
+    def __hash__(self) -> int:  # by identity: the fields hold lists and dicts
         return id(self)

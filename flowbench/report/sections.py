@@ -169,7 +169,8 @@ def _measurement_problems(run: RunData) -> list[str]:
             for _, row in table[table["status"] == "failed"].iterrows():
                 what = row.get("method") if name == "references" else f"{row['flow']}/{row['base']}"
                 where = row.get("dataset", "")
-                problems.append(f"{name} {where} {what}: {row.get('message', '')}".replace("  ", " "))
+                problems.append(
+                    f"{name} {where} {what}: {row.get('message', '')}".replace("  ", " "))
     return problems
 
 

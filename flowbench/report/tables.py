@@ -105,7 +105,7 @@ def text_table(frame: pd.DataFrame) -> str:
     cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
     rule = "  ".join("-" * w for w in widths).rstrip()
     return "\n".join([line(columns), rule] + [line(row) for row in cells])
 
@@ -132,10 +132,10 @@ def format_nll_table(summary: pd.DataFrame) -> str:
         "base": summary["base"],
         "test NLL": [marked(mean_std(m, s, scale=k), f) for m, s, k, f in
                      zip(summary["test_nll_mean"], summary["test_nll_std"], summary["to_unit"],
-                         flagged)],
+                         flagged, strict=True)],
         "unit": summary["unit"],
         "gap to oracle": [mean_std(m, s, signed=True) for m, s in
-                          zip(summary["gap_mean"], summary["gap_std"])],
+                          zip(summary["gap_mean"], summary["gap_std"], strict=True)],
         "seeds ok": [_status(row) for _, row in summary.iterrows()],
         "": summary["best"].map(lambda b: "*" if b else ""),
     })

@@ -136,10 +136,10 @@ def _log_pinwheel_near(x: np.ndarray) -> np.ndarray:
         rr = r[p]
         if increasing:
             lo, hi = b2[p], b1[p] + two_pi
-            b = bisect(lambda bb: f(bb, rr) - level, lo, hi)
+            b = bisect(lambda bb, rr=rr, level=level: f(bb, rr) - level, lo, hi)
         else:
             lo, hi = b1[p], b2[p]
-            b = bisect(lambda bb: level - f(bb, rr), lo, hi)
+            b = bisect(lambda bb, rr=rr, level=level: level - f(bb, rr), lo, hi)
         roots_b.append(b)
         roots_point.append(p)
     b = np.concatenate(roots_b)

@@ -145,7 +145,7 @@ def log_ring_mixture(x: np.ndarray, radii, weights, sigma: float) -> np.ndarray:
     """
     r = np.hypot(x[:, 0], x[:, 1])
     terms = []
-    for radius, weight in zip(radii, weights):
+    for radius, weight in zip(radii, weights, strict=True):
         a = r * radius / sigma**2
         terms.append(math.log(weight) - (r - radius) ** 2 / (2 * sigma**2) + np.log(i0e(a)))
     return np.logaddexp.reduce(np.stack(terms), axis=0) - math.log(2 * math.pi * sigma**2)

@@ -76,11 +76,11 @@ def _logdet_figure(table: pd.DataFrame) -> Figure | None:
             ax.set_ylabel("seconds per call (median)")
         key = key if isinstance(key, tuple) else (key,)
         ax.set_title(", ".join(f"{c} {int(v) if float(v).is_integer() else v}"
-                               for c, v in zip(split, key)))
+                               for c, v in zip(split, key, strict=True)))
         ax.grid(lw=0.4, color="0.9", which="major")
     handles = [Line2D([], [], color=colors[pair], label=label(*pair) if len(bases) > 1 or
                       bases != ["-"] else pair[0])
-               for pair in dict.fromkeys(zip(table["flow"], table["base"]))]
+               for pair in dict.fromkeys(zip(table["flow"], table["base"], strict=True))]
     handles += [Line2D([], [], color="0.3", ls=styles[p], label=str(p).replace("_", " "))
                 for p in paths]
     fig.legend(handles=handles, loc="outside right center")
@@ -104,7 +104,7 @@ def _linear_figure(table: pd.DataFrame) -> Figure | None:
     layers = ordered(list(table["layer"]), ["lu", "plain"])
     import seaborn as sns
 
-    colors = dict(zip(layers, sns.color_palette("colorblind", len(layers))))
+    colors = dict(zip(layers, sns.color_palette("colorblind", len(layers)), strict=True))
     fig = new_figure(len(operations) * 2.3 + 1.0, 2.4)
     gs = fig.add_gridspec(1, len(operations))
     for i, operation in enumerate(operations):
@@ -126,8 +126,9 @@ def _linear_figure(table: pd.DataFrame) -> Figure | None:
         ax.set_title(str(operation))
         ax.grid(lw=0.4, color="0.9", which="major")
     names = {"lu": "LU-parameterised", "plain": "plain matrix"}
-    handles = [Line2D([], [], color=colors[l], marker="o", ms=2.5, label=names.get(l, l))
-               for l in layers]
+    handles = [Line2D([], [], color=colors[layer], marker="o", ms=2.5,
+                      label=names.get(layer, layer))
+               for layer in layers]
     fig.legend(handles=handles, loc="outside right center")
     fig.suptitle("invertible linear layer: LU-parameterised vs plain matrix "
                  "(median; band: IQR)")
@@ -149,5 +150,6 @@ def logdet_cost(run: RunData, out_dir: Path) -> list[Path]:
     seconds vs channels of LU vs plain linear layers (``linear_cost`` table), log-log."""
     written: list[Path] = []
     for name, build in _BUILDERS.items():
-        written += write_figure(lambda: build(run.table(name)), Path(out_dir) / f"{name}.png")
+        written += write_figure(lambda build=build, name=name: build(run.table(name)),
+                                Path(out_dir) / f"{name}.png")
     return written

@@ -141,7 +141,7 @@ def nll_spread_figure(run: RunData) -> Figure | None:
     shown_datasets = [d for d in datasets(run) if any(r["dataset"] == d for r in cells_all)]
     facets = grid(len(shown_datasets), 2.2, 2.0, extra_height=0.3)
     any_bad = False
-    for ax, dataset in zip(facets.axes, shown_datasets):
+    for ax, dataset in zip(facets.axes, shown_datasets, strict=True):
         cells = [r for r in cells_all if r["dataset"] == dataset]
         present = pairs(run, cells)
         entropy = _entropy(cells)
@@ -216,10 +216,10 @@ def speed_vs_nll_figure(run: RunData,
         return None
     colors = run_palette(run)
     flows, bases = flows_bases(run, frame.to_dict("records"))
-    markers = dict(zip(bases, "osD^vP*X"))
+    markers = dict(zip(bases, "osD^vP*X", strict=False))  # bases past 8 fall back to "o"
     shown_datasets = [d for d in datasets(run) if d in set(frame["dataset"])]
     facets = grid(len(shown_datasets), 2.2, 2.0, extra_height=0.3)
-    for ax, dataset in zip(facets.axes, shown_datasets):
+    for ax, dataset in zip(facets.axes, shown_datasets, strict=True):
         cells = frame[frame["dataset"] == dataset]
         for (flow, base), group in cells.groupby(["flow", "base"], sort=False):
             x, y = group[speed].to_numpy(float), group["gap"].to_numpy(float)

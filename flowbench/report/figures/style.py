@@ -155,9 +155,9 @@ def palette(flows: Sequence[str], bases: Sequence[str]) -> dict[tuple[str, str],
     hues = sns.color_palette("colorblind", max(len(flows), 1))
     shades = np.linspace(0.30, 0.62, len(bases)) if len(bases) > 1 else [None]
     colors = {}
-    for flow, hue in zip(flows, hues):
+    for flow, hue in zip(flows, hues, strict=False):  # hues has one colour even for no flows
         h, light, s = colorsys.rgb_to_hls(*hue)
-        for base, shade in zip(bases, shades):
+        for base, shade in zip(bases, shades, strict=False):  # shades is [None] for no bases
             colors[(flow, base)] = hue if shade is None else colorsys.hls_to_rgb(h, shade, s)
     return colors
 

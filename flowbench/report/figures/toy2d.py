@@ -128,7 +128,7 @@ def samples_vs_data_figure(run: RunData, dataset: str, n: int = 2000) -> Figure 
     fig = new_figure(len(flows) * PANEL + 0.15, len(bases) * (height + 0.22) + 0.45)
     gs = fig.add_gridspec(len(bases), len(flows))
     marker = dict(s=1.2, linewidths=0, rasterized=True)
-    for (flow_name, base), (record, flow, why) in found.models.items():
+    for (flow_name, base), (_record, flow, why) in found.models.items():
         ax = fig.add_subplot(gs[bases.index(base), flows.index(flow_name)])
         ax.set_title(label(flow_name, base))
         if flow is None:

@@ -45,7 +45,7 @@ def tuning_history_figure(studies: Sequence[Any]) -> Figure | None:
     if not studies:
         return None
     facets = grid(len(studies), 2.3, 1.9)
-    for ax, study in zip(facets.axes, studies):
+    for ax, study in zip(facets.axes, studies, strict=True):
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         numbers = [t.number for t in complete]
         values = [t.value for t in complete]
@@ -76,7 +76,7 @@ def tuning_importance_figure(studies: Sequence[Any]) -> Figure | None:
     if not usable:
         return None
     facets = grid(len(usable), 2.6, 2.0)
-    for ax, study in zip(facets.axes, usable):
+    for ax, study in zip(facets.axes, usable, strict=True):
         try:
             importances = optuna.importance.get_param_importances(study, normalize=True)
         except (RuntimeError, ValueError):  # e.g. every trial has the same parameters

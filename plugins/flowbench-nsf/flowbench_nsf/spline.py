@@ -48,7 +48,8 @@ DEFAULT_MIN_DERIVATIVE = 1e-3
 
 
 def derivative_offset(min_derivative: float = DEFAULT_MIN_DERIVATIVE) -> float:
-    """The shift ``c`` with ``min_derivative + softplus(c) == 1``: a zero parameter means slope 1."""
+    """The shift ``c`` with ``min_derivative + softplus(c) == 1``: a zero parameter means
+    slope 1."""
     return math.log(math.expm1(1.0 - min_derivative))
 
 
@@ -96,7 +97,8 @@ def rational_quadratic_spline(
         )
     for label, param in (("widths", widths), ("heights", heights), ("derivatives", derivatives)):
         if param.shape[:-1] != x.shape:
-            raise ValueError(f"{label} shape {tuple(param.shape)} does not match x {tuple(x.shape)}")
+            raise ValueError(f"{label} shape {tuple(param.shape)} does not match "
+                             f"x {tuple(x.shape)}")
     if not bound > 0:
         raise ValueError(f"bound must be positive, got {bound}")
     if min_bin_width * bins >= 1 or min_bin_height * bins >= 1:
@@ -152,7 +154,8 @@ def parameter_count(bins: int) -> int:
 
 
 def split_parameters(params: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``(..., 3K - 1)`` -> widths ``(..., K)``, heights ``(..., K)``, derivatives ``(..., K - 1)``."""
+    """``(..., 3K - 1)`` -> widths ``(..., K)``, heights ``(..., K)``, derivatives
+    ``(..., K - 1)``."""
     if params.shape[-1] != parameter_count(bins):
         raise ValueError(f"expected {parameter_count(bins)} parameters per element for {bins} "
                          f"bins, got {params.shape[-1]}")

@@ -1,5 +1,6 @@
 """Shared fixtures. The tests exercise the *installed* plugin: flowbench must find it through the
-``flowbench`` entry point of the flowbench-nsf distribution (``pip install -e plugins/flowbench-nsf``)."""
+``flowbench`` entry point of the flowbench-nsf distribution
+(``pip install -e plugins/flowbench-nsf``)."""
 
 from __future__ import annotations
 
