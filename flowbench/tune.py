@@ -72,7 +72,7 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """``{"flow.width": 64, "train.lr": 1e-3, ...}`` -> (flow, base, train) dictionaries."""
     parts: tuple[dict, dict, dict] = ({}, {}, {})
     for key, value in params.items():
-        for part, prefix in zip(parts, PREFIXES):
+        for part, prefix in zip(parts, PREFIXES, strict=True):
             if key.startswith(prefix):
                 part[key[len(prefix):]] = value
     return parts

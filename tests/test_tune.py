@@ -105,8 +105,8 @@ def test_tuned_run_trains_with_the_best_settings(tmp_path: Path) -> None:
 def test_two_tuners_share_one_storage(tmp_path: Path) -> None:
     storage = str(tmp_path / "shared.journal")
     args = ["tune", "--suite", "smoke", "--datasets", "two_moons", "--flows", "realnvp",
-            "--bases", "normal", "--trials", "10", "--steps", "300", "--storage", storage, "-j", "1",
-            "--pruner", "none"]
+            "--bases", "normal", "--trials", "10", "--steps", "300", "--storage", storage,
+            "-j", "1", "--pruner", "none"]
     processes = [subprocess.Popen([sys.executable, "-m", "flowbench.cli", *args],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]

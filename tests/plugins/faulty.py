@@ -47,4 +47,6 @@ def flowbench_register_suites():
         datasets=("two_moons",), flows=("nice", "explodes", "blows_up"), bases=("normal",),
         seeds=(0,), train={"steps": 20, "eval_every": 10},
         flow_hparams={"nice": {"layers": 2, "width": 8}},
+        # no baselines, no cost study: the tests that use this suite check neither
+        measure={"references": False, "logdet_dims": (), "linear_channels": ()},
     )]
