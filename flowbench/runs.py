@@ -26,7 +26,8 @@ from .plan import PlanError, RunPlan, plan_run
 from .registry import Registered, Registry, get_registry
 from .runner import execute, measure_costs
 from .storage import check_storage, fail_abandoned_trials, is_database, prepare_storage
-from .store import DamagedFile, ReadOnlyRun, RunStore, StoreError, records_frame, write_atomic
+from .store import REPORT, DamagedFile, ReadOnlyRun, RunStore, StoreError, records_frame, \
+    write_atomic
 from .suitefile import SuiteFileError, check_names, is_suite_file, read_suite_file
 from .tune import best_settings, default_storage, study_tasks, time_and_run
 
@@ -250,11 +251,14 @@ def run_suite(
         store.write_table(run.records)
         phase_done("tables")
         if report and run.records and not run.interrupted:
-            try:
-                run.report = write_report([folder]).html
-                phase_done("report")
-            except KeyboardInterrupt:
-                run.interrupted = True
+            if store.report_is_current():  # nothing new since it was written: keep it
+                run.report = store.path / REPORT
+            else:
+                try:
+                    run.report = write_report([folder]).html
+                    phase_done("report")
+                except KeyboardInterrupt:
+                    run.interrupted = True
         store.update_session_metadata({"phase_seconds": phases})
     return run
 

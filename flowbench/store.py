@@ -35,8 +35,8 @@ import pandas as pd
 
 from .runlock import RunLock
 
-CONFIG, METADATA, RECORDS, TABLE, MODELS = (
-    "config.json", "metadata.json", "cells.jsonl", "results.csv", "models",
+CONFIG, METADATA, RECORDS, TABLE, MODELS, REPORT = (
+    "config.json", "metadata.json", "cells.jsonl", "results.csv", "models", "report.html",
 )
 #: the file that marks a committed, read-only reference run
 REFERENCE_MARKER = "REFERENCE-RUN.md"
@@ -266,6 +266,15 @@ class RunStore:
         self.records()
         for path in sorted(self.path.glob("*.jsonl")):
             _read_jsonl(path)
+
+    def report_is_current(self) -> bool:
+        """The report was written after the last change to what it shows (the configuration,
+        the cell records, the measurements), so writing it again would give the same pages."""
+        report = self.path / REPORT
+        if not report.is_file():
+            return False
+        inputs = [self.path / CONFIG, *self.path.glob("*.jsonl")]
+        return report.stat().st_mtime >= max(p.stat().st_mtime for p in inputs if p.is_file())
 
     # --- config and metadata -----------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def test_run_writes_a_run_folder_and_resumes(tmp_path: Path) -> None:
 
 def test_same_command_finds_its_run_under_results(tmp_path: Path) -> None:
     args = ["run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "nice",
-            "--no-measure", "--steps", "5", "--no-report"]
+            "--bases", "normal", "--no-measure", "--steps", "5", "--no-report"]
     assert flowbench(*args, cwd=tmp_path).returncode == 0
     folders = list((tmp_path / "results").iterdir())
     assert len(folders) == 1 and folders[0].name.startswith("smoke-")

@@ -105,7 +105,7 @@ def test_tuned_run_trains_with_the_best_settings(tmp_path: Path) -> None:
 def test_two_tuners_share_one_storage(tmp_path: Path) -> None:
     storage = str(tmp_path / "shared.journal")
     args = ["tune", "--suite", "smoke", "--datasets", "two_moons", "--flows", "realnvp",
-            "--bases", "normal", "--trials", "10", "--steps", "300", "--storage", storage,
+            "--bases", "normal", "--trials", "6", "--steps", "300", "--storage", storage,
             "-j", "1", "--pruner", "none"]
     processes = [subprocess.Popen([sys.executable, "-m", "flowbench.cli", *args],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,7 +117,7 @@ def test_two_tuners_share_one_storage(tmp_path: Path) -> None:
     numbers = [t.number for t in study.trials]
     assert numbers == list(range(len(numbers)))  # no trial lost or numbered twice
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    assert len(study.trials) == 10  # the budget is shared, exactly (flowbench.budget)
+    assert len(study.trials) == 6  # the budget is shared, exactly (flowbench.budget)
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) == 2  # both processes contributed
     param_sets = [tuple(sorted(t.params.items())) for t in study.trials]
