@@ -8,8 +8,10 @@ what an interrupt means and stops them) and exit by themselves if this process d
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as futures
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -83,6 +85,7 @@ def _init_worker(plugins: tuple[str, ...], parent: int) -> None:
             pass
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     worker_registry(plugins)
+    atexit.register(gc.freeze)  # the collector then skips the worker's objects at shutdown
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -100,7 +100,7 @@ def test_a_suite_from_a_toml_file_runs_and_tunes(tmp_path: Path) -> None:
     spec = read_suite_file(path)
     assert spec.name == "moons-study" and spec.seeds == (3,)
     out = tmp_path / "run"
-    result = cli("run", "--suite", str(path), "--out", str(out), "-j", "2", "--no-report")
+    result = cli("run", "--suite", str(path), "--out", str(out), "-j", "1", "--no-report")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
     assert len(records) == 2 and {r["suite"] for r in records} == {"moons-study"}
@@ -111,7 +111,8 @@ def test_a_suite_from_a_toml_file_runs_and_tunes(tmp_path: Path) -> None:
     assert json.loads((out / "config.json").read_text())["suite"] == "moons-study"
     again = cli("run", "--suite", str(path), "--out", str(out), "-j", "1", "--no-report")
     assert again.returncode == 0 and "(2 already finished)" in again.stderr
-    tuned = cli("tune", "--suite", str(path), "--flows", "nice", "--trials", "1", "-j", "1",
+    # two worker processes: each loads the suite file to find the study's suite
+    tuned = cli("tune", "--suite", str(path), "--flows", "nice", "--trials", "2", "-j", "2",
                 "--results-dir", str(tmp_path))
     assert tuned.returncode == 0, tuned.stderr
     assert "moons-study/two_moons/nice/normal" in tuned.stdout

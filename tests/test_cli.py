@@ -120,7 +120,7 @@ def test_same_command_finds_its_run_under_results(tmp_path: Path) -> None:
 def test_kill_loses_nothing_finished_and_rerun_completes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "realnvp",
-            "--bases", "normal", "--seeds", "0,1,2,3,4,5", "--steps", "200", "--out", str(out),
+            "--bases", "normal", "--seeds", "0,1,2,3,4,5", "--steps", "120", "--out", str(out),
             "-j", "1", "--no-report", "--no-measure"]
     process = start(*args)
     wait_for_records(out / "cells.jsonl", 2, process)

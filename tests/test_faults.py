@@ -189,6 +189,7 @@ def test_a_torn_last_line_never_swallows_the_next_record(tmp_path: Path) -> None
 
 # --- finding 5: two processes on one run folder ---------------------------------------------
 
+@pytest.mark.slow
 def test_two_runs_on_one_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--suite", "toy2d", "--datasets", "two_moons", "--flows", "glow", "--bases",

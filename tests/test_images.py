@@ -27,7 +27,7 @@ SMALL = {"realnvp": {"hidden": 8, "blocks": 1}, "glow": {"steps": 2, "hidden": 8
          "nice": {"width": 16, "layers": 2}}
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 4, 4)])
+@pytest.mark.parametrize("shape", [(1, 4, 4), pytest.param((3, 4, 4), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("flow", ["nice", "realnvp", "glow"])
 def test_image_flows_conform(flow: str, shape) -> None:
     """Invertible, exact log-det against brute force at init / trained / perturbed, reload and
