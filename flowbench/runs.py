@@ -106,10 +106,17 @@ def _check_options(jobs: int | None, threads: int, steps: int | None, backend: s
     return jobs
 
 
+class DataMissing(PlanError, FileNotFoundError):
+    """A dataset's files are not where it looked (the message names every path tried)."""
+
+
 def _check_datasets(registry: Registry, plan: RunPlan) -> None:
     """Load every dataset once, so missing files stop the run before any training."""
     for name in plan.datasets:
-        load_dataset(name, plan.data_seed, registry=registry)
+        try:
+            load_dataset(name, plan.data_seed, registry=registry)
+        except FileNotFoundError as error:
+            raise DataMissing(str(error)) from None
 
 
 def _matching_run(results_dir: Path, suite: str, config_hash: str) -> Path | None:

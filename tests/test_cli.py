@@ -242,3 +242,11 @@ def test_compile_without_a_compiler_says_so_and_trains_eagerly(tmp_path: Path) -
     assert records and all(r["status"] == "ok" and r["compiled"] is False for r in records)
     assert all(r["train"]["compile"] is True for r in records)
     assert json.loads((out / "config.json").read_text())["train"]["compile"] is True
+
+
+def test_missing_dataset_files_stop_before_training(tmp_path: Path) -> None:
+    result = flowbench("run", "--suite", "digits", "--datasets", "mnist", "--data-dir",
+                       str(tmp_path / "nothing"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train-images-idx3-ubyte" in result.stderr and str(tmp_path / "nothing") in result.stderr
+    assert not (tmp_path / "run").exists()
