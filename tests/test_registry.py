@@ -195,3 +195,47 @@ def test_defaults_of_reads_keyword_defaults_and_refuses_what_it_cannot_read() ->
         defaults_of(lambda event_shape, **hparams: None)
     with pytest.raises(SpecError, match="event shape"):
         defaults_of(lambda *, layers=2: None)
+
+
+SCALED = """
+from flowbench import FlowSpec, hookimpl
+from flowbench.layers import Compose, DiagonalScaling
+
+@hookimpl
+def flowbench_register_flows():
+    return [FlowSpec(name="scaled", build=lambda shape: Compose([DiagonalScaling(shape)]),
+                     description="a diagonal scaling")]
+"""
+
+WRAPPER = """
+from flowbench import hookimpl
+
+@hookimpl(wrapper=True)
+def flowbench_register_flows():
+    results = yield
+    # a wrapper sees every plugin's list and may change it: here it drops glow
+    return [[spec for spec in specs if spec.name != "glow"] for specs in results]
+"""
+
+
+def test_hooks_go_through_pluggy_so_wrappers_work(write_plugin) -> None:
+    paths = [write_plugin("scaled_flows", SCALED), write_plugin("wrapping", WRAPPER)]
+    registry = load_registry([str(path) for path in paths], strict=True)
+    assert "glow" not in registry.flows and {"nice", "realnvp"} <= set(registry.flows)
+    assert registry.flows["scaled"].plugin == "scaled_flows"  # each spec keeps its plugin
+    assert registry.flows["nice"].plugin == "nice"
+
+
+def test_a_raising_hook_is_its_plugins_problem_only(write_plugin) -> None:
+    path = write_plugin("raises", """
+from flowbench import hookimpl
+
+@hookimpl(tryfirst=True)
+def flowbench_register_flows():
+    raise RuntimeError("boom")
+""")
+    with pytest.warns(PluginWarning, match="boom"):
+        registry = load_registry([str(path)])
+    assert {"nice", "realnvp", "glow"} <= set(registry.flows)
+    (problem,) = registry.problems
+    assert problem.plugin == "raises" and "flowbench_register_flows() raised" in problem.message
