@@ -284,11 +284,14 @@ def test_kill_while_the_report_is_written_leaves_no_half_file(tmp_path: Path) ->
     made = cli("run", "--suite", "smoke", "--datasets", "two_moons", "--out", str(out),
                "-j", "1", "--no-report")
     assert made.returncode == 0, made.stderr
-    for delay in (1.0, 2.0, 3.0, 4.0, 6.0):
+    for delay, how in ((1.0, signal.SIGKILL), (2.0, signal.SIGKILL), (3.0, signal.SIGINT),
+                       (4.0, signal.SIGKILL), (6.0, signal.SIGINT)):
         process = start("report", str(out))
         time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.send_signal(how)
+        _, stderr = process.communicate(timeout=60)
+        if how == signal.SIGINT and process.returncode != 0:  # interrupted, not finished first
+            assert process.returncode == 130 and "Traceback" not in stderr, stderr
         for path in [*out.glob("report.*"), *out.glob("figures/*"), *out.glob("tables/*")]:
             if not path.name.startswith("."):
                 assert _whole(path), (delay, path)
