@@ -25,7 +25,7 @@ from .backends import BackendError, Task, default_jobs, run_tasks
 from .plan import PlanError, RunPlan, plan_run
 from .registry import Registered, Registry, get_registry
 from .runner import execute, measure_costs
-from .storage import check_storage, fail_abandoned_trials, is_database, prepare_storage
+from .storage import check_storage, fail_abandoned_trials, is_database, prepare_storage, shown
 from .store import REPORT, DamagedFile, ReadOnlyRun, RunStore, StoreError, records_frame, \
     write_atomic
 from .suitefile import SuiteFileError, check_names, is_suite_file, read_suite_file
@@ -180,7 +180,8 @@ def _tuned(plan: RunPlan, registry: Registry, storage: str, steps: int | None, m
                      list(plan.bases), list(plan.seeds), steps, measure=measure, tuned=best,
                      compile=compile)
     studies = {summary["study"]: summary for summary in best.values()}
-    return dataclasses.replace(tuned, tuning={"storage": storage, "studies": studies})
+    # recorded in config.json and reports: never a database password
+    return dataclasses.replace(tuned, tuning={"storage": shown(storage), "studies": studies})
 
 
 def run_suite(
@@ -300,7 +301,7 @@ def tune_suite(
     names = list(dict.fromkeys(task.name for task in tasks))
     opened = prepare_storage(storage, names)
     where = f"dask {scheduler}" if backend == "dask" else f"{min(jobs, len(tasks))} worker(s)"
-    say(f"tuning {len(names)} studies ({trials} trials each) in {storage}, {where}")
+    say(f"tuning {len(names)} studies ({trials} trials each) in {shown(storage)}, {where}")
     latest: dict[str, dict[str, Any]] = {}
     interrupted = False
     try:

@@ -56,6 +56,15 @@ def _redacted(url: Any) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def shown(storage: str) -> str:
+    """``storage`` as it may be printed or recorded: a database URL's password masked."""
+    if not is_database(storage):
+        return storage
+    from sqlalchemy.engine import make_url
+
+    return _redacted(make_url(storage))
+
+
 def check_storage(storage: str) -> str:
     """The storage every process should open: a journal path made absolute, or a database URL
     (``postgres://`` accepted as an alias of ``postgresql://``) whose scheme and driver load."""

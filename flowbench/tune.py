@@ -35,7 +35,7 @@ from .budget import BudgetLock
 from .cell import cached_dataset, worker_registry
 from .plan import Cell, RunPlan
 from .pruners import make_pruner
-from .storage import WORKER_ATTR, open_storage
+from .storage import WORKER_ATTR, open_storage, shown
 from .train import TrainConfig, fit
 
 PREFIXES = ("flow.", "base.", "train.")
@@ -251,7 +251,7 @@ def best_settings(storage: str, suite: str, combos: list[tuple[str, str, str]]
             found[combo] = summary
     if missing:
         raise StudyMissing(
-            f"no tuned settings in {storage} for {len(missing)} combination(s): "
+            f"no tuned settings in {shown(storage)} for {len(missing)} combination(s): "
             f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; tune suite "
             f"{suite!r} into the same storage first")
     return found

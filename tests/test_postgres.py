@@ -224,7 +224,9 @@ def test_a_tuned_run_uses_the_stored_best_settings(postgres: Server, tmp_path: P
     record = json.loads((tmp_path / "run" / "cells.jsonl").read_text().splitlines()[0])
     assert record["train"]["lr"] == pytest.approx(best["train.lr"])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["tuning"]["storage"] == url
+    assert config["tuning"]["storage"] == url.replace(PASSWORD, "***")  # never the password
+    assert PASSWORD not in (tmp_path / "run" / "config.json").read_text()
+    assert PASSWORD not in tuned.stdout + tuned.stderr + run.stdout + run.stderr
 
 
 @pytest.mark.slow

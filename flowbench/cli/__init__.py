@@ -35,9 +35,11 @@ def _hint(error: BaseException, args: argparse.Namespace) -> str:
     from ..tune import StudyMissing
 
     if isinstance(error, StudyMissing):
+        from ..storage import shown
+
         return (f"; run `flowbench tune --suite {args.suite}`"
-                + (f" --storage {args.storage}" if getattr(args, "storage", None) else "")
-                + " first")
+                + (f" --storage {shown(args.storage)}" if getattr(args, "storage", None)
+                   else "") + " first")
     if args.command == "run" and isinstance(error, (DamagedFile, ReadOnlyRun, RunLocked,
                                                     StoreError)):
         return " (--out DIR picks another folder; --fresh starts a new one)"

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ..registry import KINDS, PluginError, Registry, load_registry
+from ..storage import shown
 from .common import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, names, say, seeds
 
 
@@ -235,7 +236,7 @@ def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
     if tuning.summary_csv is not None:
         print(f"\nstudies: {tuning.storage}  (summary: {tuning.summary_csv})")
     print(f"train with the best settings: flowbench run --suite {args.suite} --tuned"
-          + (f" --storage {args.storage}" if args.storage else ""))
+          + (f" --storage {shown(args.storage)}" if args.storage else ""))
     return EXIT_OK
 
 
