@@ -57,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  flowbench run --suite digits\n"
                "  flowbench tune --suite toy2d --trials 20 && flowbench run --suite toy2d --tuned\n"
                "  flowbench report results/RUN_A results/RUN_B\n"
+               "  flowbench report results/reference/toy2d results/toy2d-TIMESTAMP\n"
+               "  flowbench run --suite my-suite.toml\n"
                "  flowbench -p my_flow.py check myflow\n"
-               "  flowbench -p my_flow.py run --suite toy2d --flows myflow",
+               "  flowbench -p my_flow.py run --suite toy2d --flows myflow\n\n"
+               "exit codes: 0 all ok; 1 some cell failed or diverged (or a check failed); 2 the "
+               "command cannot work as given\n(bad name or option, damaged or busy run folder, "
+               "unusable storage), said before anything trains; 130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flowbench {__version__}")
