@@ -229,15 +229,24 @@ def logdet_cost(
     ``max_seconds`` is a time budget: the smallest dim is always measured, and once the budget
     is exceeded the larger dims are skipped with a warning (and listed in
     ``attrs["skipped_dims"]``); no row is invented for them. ``brute_force_budget`` bounds the
-    brute-force path alone: once one of its calls takes longer than this many seconds, larger
-    dims are measured on the analytic path only, each with a ``brute_force`` row of status
-    ``skipped`` saying why (its timing columns empty).
+    brute-force path alone: a dim is not measured on it when one call would take longer than
+    this many seconds — judged from the last measured dim, since forming a D x D Jacobian costs
+    at least D backward passes of O(D) each, i.e. grows at least like D² — or once one measured
+    call did; such dims are measured on the analytic path only, with a ``brute_force`` row of
+    status ``skipped`` saying why (its timing columns empty).
     """
     threads = torch.get_num_threads()
     rows, skipped = [], []
     start = time.perf_counter()
     too_slow: str | None = None  # why the brute-force path stopped growing D
+    last: tuple[int, float] | None = None  # (dim, seconds per call) of the last brute force
     for dim in sorted(int(d) for d in dims):
+        if too_slow is None and last is not None and brute_force_budget is not None:
+            expected = last[1] * (dim / last[0]) ** 2
+            if expected > brute_force_budget:
+                too_slow = (f"brute force not measured from D = {dim}: one call would take "
+                            f"about {expected:.3g} s or more ({last[1]:.3g} s at D = {last[0]}, "
+                            f"growing at least like D^2; budget {brute_force_budget:g} s)")
         if rows and max_seconds is not None and time.perf_counter() - start > max_seconds:
             skipped.append(dim)
             continue
@@ -266,10 +275,11 @@ def logdet_cost(
                 "batch": batch, "max_abs_error": error, "threads": threads, "jacobian": jacobian,
                 "status": "ok", "message": "",
             })
-            if (path == "brute_force" and brute_force_budget is not None
-                    and timing.median > brute_force_budget):
-                too_slow = (f"brute force not measured above D = {dim}: one call took "
-                            f"{timing.median:.3g} s there (budget {brute_force_budget:g} s)")
+            if path == "brute_force":
+                last = (dim, timing.median)
+                if brute_force_budget is not None and timing.median > brute_force_budget:
+                    too_slow = (f"brute force not measured above D = {dim}: one call took "
+                                f"{timing.median:.3g} s there (budget {brute_force_budget:g} s)")
     frame = pd.DataFrame(rows, columns=LOGDET_COLUMNS)
     frame.attrs["skipped_dims"] = skipped
     if skipped:

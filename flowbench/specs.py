@@ -26,7 +26,7 @@ MEASURE_DEFAULTS: dict[str, Any] = {
     "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow
     "logdet_batch": 16,
     "logdet_repeats": 5,
-    "logdet_call_budget": 0.25,                 # s per brute-force call before D stops growing
+    "logdet_call_budget": 1.0,                  # s per brute-force call before D stops growing
     "linear_channels": (4, 16, 64, 256, 1024),  # 1x1 conv: LU vs plain (flows that ask for it)
 }
 

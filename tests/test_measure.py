@@ -124,6 +124,24 @@ def test_logdet_cost_budget_skips_larger_dims_without_fake_rows() -> None:
     assert table.attrs["skipped_dims"] == [8, 16]
 
 
+def test_brute_force_budget_stops_growing_d_and_says_why() -> None:
+    measured = logdet_cost("nice", "normal", dims=(2, 64, 256), repeats=1,
+                           brute_force_budget=1e-6)  # every call is over: stop after D = 2
+    brute = measured[measured["path"] == "brute_force"].set_index("dim")
+    assert brute.loc[2, "status"] == "ok" and brute.loc[2, "seconds_median"] > 1e-6
+    assert list(brute.loc[[64, 256], "status"]) == ["skipped", "skipped"]
+    assert brute.loc[64, "message"].startswith("brute force not measured above D = 2: one call "
+                                               "took")
+    assert measured[measured["path"] == "analytic"]["dim"].tolist() == [2, 64, 256]
+    # a budget the first call meets, but D^2 growth from it would not: skipped before timing
+    first = float(brute.loc[2, "seconds_median"])
+    predicted = logdet_cost("nice", "normal", dims=(2, 64), repeats=1,
+                            brute_force_budget=first * 100)
+    row = predicted[(predicted["path"] == "brute_force") & (predicted["dim"] == 64)].iloc[0]
+    assert row["status"] == "skipped" and "would take about" in row["message"]
+    assert "growing at least like D^2" in row["message"]
+
+
 def test_exponents_of_a_measured_table(logdet_tables) -> None:
     table = exponents(pd.concat(logdet_tables.values(), ignore_index=True))
     assert list(table.columns[: len(EXPONENT_COLUMNS)]) == EXPONENT_COLUMNS
