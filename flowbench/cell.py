@@ -58,9 +58,11 @@ def _finite_or_nan(value: float) -> float:
 
 
 def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
-             threads: int = 1, progress: bool = False, speed: bool = True,
-             timeout: float | None = None) -> dict[str, Any]:
+             threads: int = 1, progress: bool = False,
+             speed: tuple[int, int] | None = (4096, 5), timeout: float | None = None
+             ) -> dict[str, Any]:
     """Train and evaluate one cell; never raises for a failing cell (status ``failed``).
+    ``speed`` is ``(batch, repeats)`` of the throughput measurement, or ``None`` for none.
     ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``.
     With ``keep_model`` the trained state dict comes back (serialised) under :data:`MODEL_KEY`,
     so whichever machine ran the cell, the run folder's owner saves it."""
@@ -96,9 +98,9 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         )
         if result.status == "ok":
             _evaluate(flow, dataset, config.eval_batch_size, record)
-            if record["status"] == "ok" and speed:
+            if record["status"] == "ok" and speed is not None:
                 measuring = time.perf_counter()
-                record.update(throughput(flow, dataset.test))
+                record.update(throughput(flow, dataset.test, *speed))
                 record["speed_seconds"] = time.perf_counter() - measuring
             if record["status"] == "ok" and keep_model:
                 buffer = io.BytesIO()

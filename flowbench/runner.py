@@ -72,7 +72,8 @@ def execute(
             tasks += [Task("references", run_references, (name, plan.data_seed, plan.plugins,
                                                           threads))
                       for name in plan.datasets if name not in have]
-        speed = bool(plan.measure.get("speed", True))
+        speed = (int(plan.measure["speed_batch"]), int(plan.measure["speed_repeats"])) \
+            if plan.measure.get("speed", True) else None
         tasks += [Task("cell", run_cell, (cell,),
                        {"plugins": plan.plugins, "threads": threads, "speed": speed,
                         "timeout": cell_timeout}, in_process={"progress": progress})

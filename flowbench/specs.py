@@ -22,6 +22,8 @@ DATA_KINDS = ("vector", "image")
 #: (``SuiteSpec.measure``)
 MEASURE_DEFAULTS: dict[str, Any] = {
     "speed": True,                              # per-cell density / sampling throughput
+    "speed_batch": 4096,                        # examples per timed log_prob / sample call
+    "speed_repeats": 5,                         # timed rounds (median and IQR over them)
     "references": True,                         # Gaussian, GMM, KDE baselines per dataset
     "logdet_dims": (2, 8, 32, 128, 512),        # log-det cost study per flow
     "logdet_batch": 16,

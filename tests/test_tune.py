@@ -151,7 +151,7 @@ def test_dask_backend_on_a_local_cluster(registry, tmp_path: Path) -> None:
     plan = plan_run(registry, "smoke", datasets=["two_moons"], flows=["nice", "realnvp"],
                     bases=["normal"], steps=40)
     local = execute(plan, RunStore(tmp_path / "local"), jobs=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         remote = execute(plan, RunStore(tmp_path / "dask"), backend="dask",
                          scheduler=cluster.scheduler_address)

@@ -62,6 +62,7 @@ def flowbench_register_suites() -> list[SuiteSpec]:
                           "realnvp": {"hidden": 8, "blocks": 1},
                           "glow": {"steps": 2, "hidden": 8}},
             measure={"references": False, "logdet_dims": (2, 4), "logdet_repeats": 2,
+                     "speed_batch": 256, "speed_repeats": 2,
                      "linear_channels": (4, 8)},
         ),
     ]

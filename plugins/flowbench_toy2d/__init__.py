@@ -68,6 +68,7 @@ def flowbench_register_suites() -> list[SuiteSpec]:
                           "glow": {"steps": 2, "width": 16}},
             # everything measured, at token sizes (the references are exercised elsewhere)
             measure={"references": False, "logdet_dims": (2, 4, 8), "logdet_repeats": 2,
+                     "speed_batch": 512, "speed_repeats": 2,
                      "linear_channels": (4, 8, 16)},
             train_space=lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True)},
         ),

@@ -27,5 +27,6 @@ def flowbench_register_suites():
         train={"steps": 40, "eval_every": 20, "batch_size": 128},
         flow_hparams={"nice": {"layers": 2, "width": 8}, "glow": {"steps": 2, "width": 8}},
         measure={"references": True, "logdet_dims": (2, 4), "logdet_repeats": 2,
+                 "speed_batch": 512, "speed_repeats": 2,
                  "linear_channels": (4, 8)},
     )]
