@@ -23,7 +23,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: public name -> the module that defines it
 _EXPORTS = {
     "BaseSpec": "specs", "DatasetSpec": "specs", "FlowSpec": "specs", "SuiteSpec": "specs",
-    "TrainConfig": "specs", "hookimpl": "hookspecs",
+    "PublishedResult": "specs", "TrainConfig": "specs", "hookimpl": "hookspecs",
     "PluginError": "registry", "PluginProblem": "registry", "Registry": "registry",
     "UnknownNameError": "registry", "get_registry": "registry", "load_registry": "registry",
     "HyperparameterError": "api", "build_flow": "api", "load_dataset": "api",

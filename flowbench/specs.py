@@ -191,11 +191,35 @@ class BaseSpec:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """A number taken from a paper, shown only as a labelled ``published:`` row of a report,
+    never mixed with measured ones.
+
+    ``nll`` is in flowbench's units and sign for the dataset (nats per example for vectors, bits
+    per dimension for images; lower is better): a paper's test log-likelihood L is stored as -L.
+    ``source`` names paper and table, e.g. ``"Papamakarios et al. 2017 (MAF), Table 2"``.
+    """
+
+    method: str
+    nll: float
+    source: str
+
+    def validate(self, dataset: str) -> None:
+        if not (isinstance(self.method, str) and self.method.strip()
+                and isinstance(self.source, str) and self.source.strip()):
+            raise SpecError(f"dataset {dataset!r}: a published result needs a method and a source")
+        if not isinstance(self.nll, (int, float)) or self.nll != self.nll:
+            raise SpecError(f"dataset {dataset!r}: published nll of {self.method!r} must be a "
+                            f"number, got {self.nll!r}")
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A data source: ``load(seed) -> flowbench.data.Dataset`` with fixed train/val/test splits.
 
     ``event_shape`` and ``kind`` are known without loading, so a run can be checked up front.
     ``has_oracle`` says whether the loaded dataset carries its exact ``log_prob`` and ``entropy``.
+    ``published`` lists results from papers on this exact dataset (:class:`PublishedResult`).
     """
 
     name: str
@@ -205,9 +229,18 @@ class DatasetSpec:
     kind: str = "vector"
     has_oracle: bool = False
     reference: str = ""
+    published: tuple[PublishedResult, ...] = ()
 
     def validate(self) -> None:
         _check_common(self, "dataset")
+        if isinstance(self.published, (str, PublishedResult)):
+            raise SpecError(f"dataset {self.name!r}: published must be a sequence of "
+                            "PublishedResult")
+        for result in self.published:
+            if not isinstance(result, PublishedResult):
+                raise SpecError(f"dataset {self.name!r}: published entries must be "
+                                f"PublishedResult, got {result!r}")
+            result.validate(self.name)
         if not callable(self.load):
             raise SpecError(f"dataset {self.name!r}: load must be callable")
         if self.kind not in DATA_KINDS:
