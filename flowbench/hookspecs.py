@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pluggy
 
-from .specs import BaseSpec, DatasetSpec, FlowSpec, SuiteSpec
+from .specs import BaseSpec, DatasetFamilySpec, DatasetSpec, FlowSpec, SuiteSpec
 
 PROJECT = "flowbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -52,6 +52,16 @@ def flowbench_register_datasets() -> list[DatasetSpec]:
 
     Each ``DatasetSpec.load(seed)`` returns a ``flowbench.data.Dataset`` whose splits are fixed by
     ``seed``; set ``log_prob``/``entropy`` on it when the true density is known.
+    """
+
+
+@hookspec
+def flowbench_register_dataset_families() -> list[DatasetFamilySpec]:
+    """Families of datasets that exist in every dimension (``<family>-<D>``).
+
+    A registered dataset of the same name wins over a family member (so a plugin may register
+    the common dimensions with their own descriptions); any other ``<family>-<D>`` a user names
+    is made on demand by ``DatasetFamilySpec.make(D)``.
     """
 
 

@@ -31,8 +31,13 @@ from .suitefile import as_plugin, is_suite_file
 
 ENTRY_POINT_GROUP = "flowbench"
 DISTRIBUTION = "flowbench-nf"
-KINDS = ("flow", "base", "dataset", "suite")
-_HOOKS = {kind: f"flowbench_register_{kind}s" for kind in KINDS}
+KINDS = ("flow", "base", "dataset", "suite", "family")
+_HOOKS = {"flow": "flowbench_register_flows", "base": "flowbench_register_bases",
+          "dataset": "flowbench_register_datasets", "suite": "flowbench_register_suites",
+          "family": "flowbench_register_dataset_families"}
+#: how ``flowbench list`` titles each kind
+KIND_TITLES = {"flow": "flows", "base": "bases", "dataset": "datasets", "suite": "suites",
+               "family": "dataset families (any dimension D)"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,10 @@ class Registry:
     def suites(self) -> dict[str, Registered]:
         return self.entries["suite"]
 
+    @property
+    def families(self) -> dict[str, Registered]:
+        return self.entries["family"]
+
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
@@ -123,8 +132,52 @@ class Registry:
         try:
             return self.entries[kind][name]
         except KeyError:
-            hint = f"{len(self.problems)} plugin problem(s) reported above" if self.problems else ""
-            raise UnknownNameError(kind, name, self.entries[kind], hint) from None
+            pass
+        if kind == "dataset" and isinstance(name, str):
+            made = self._family_member(name)
+            if made is not None:
+                return made
+        hints = [f"{len(self.problems)} plugin problem(s) reported above"] if self.problems else []
+        choices = list(self.entries[kind])
+        if kind == "dataset" and self.families:
+            choices += [entry.spec.pattern for entry in self.families.values()]
+        raise UnknownNameError(kind, name, choices, "; ".join(hints)) from None
+
+    def _family_member(self, name: str) -> Registered | None:
+        """The dataset ``<family>-<D>`` made by its family (and kept), or None when no family
+        claims the name; a D outside the family's range is an error naming the range."""
+        for entry in self.families.values():
+            family = entry.spec
+            dim = family.member(name)
+            if dim is None:
+                continue
+            if not family.accepts(dim):
+                raise UnknownNameError("dataset", name, [family.pattern],
+                                       f"dataset family {family.name!r} has no D = {dim}")
+            try:
+                spec = family.make(dim)
+            except Exception as error:  # noqa: BLE001 - a plugin failure, named as such
+                raise PluginError([PluginProblem(entry.plugin, entry.source,
+                                                 f"dataset family {family.name!r} could not "
+                                                 f"make {name!r}: {error!r}")]) from error
+            problem = None
+            if not isinstance(spec, SPEC_TYPES["dataset"]):
+                problem = f"make({dim}) returned {spec!r}, not a DatasetSpec"
+            elif spec.name != name or tuple(spec.event_shape) != (dim,):
+                problem = (f"make({dim}) returned dataset {spec.name!r} of shape "
+                           f"{tuple(spec.event_shape)}, not {name!r} of shape ({dim},)")
+            else:
+                try:
+                    spec.validate()
+                except SpecError as error:
+                    problem = f"make({dim}) returned a malformed spec: {error}"
+            if problem:
+                raise PluginError([PluginProblem(entry.plugin, entry.source,
+                                                 f"dataset family {family.name!r}: {problem}")])
+            made = Registered("dataset", spec, entry.plugin, entry.source)
+            self.entries["dataset"][name] = made
+            return made
+        return None
 
     def spec(self, kind: str, name: str) -> Any:
         return self.get(kind, name).spec
@@ -137,7 +190,8 @@ class Registry:
                 entry = self.entries[kind][name]
                 records.append({
                     "kind": kind, "name": name, "plugin": entry.plugin, "source": entry.source,
-                    "description": entry.spec.description,
+                    "description": entry.spec.description + (
+                        f" [{entry.spec.pattern}]" if kind == "family" else ""),
                     "reference": getattr(entry.spec, "reference", ""),
                 })
         return records

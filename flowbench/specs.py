@@ -250,6 +250,52 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class DatasetFamilySpec:
+    """Datasets of any dimension: the dataset ``<name>-<D>`` is ``make(D)`` for every
+    ``min_dim <= D <= max_dim`` (``max_dim=None``: no upper limit).
+
+    A family's members need not be listed one by one: asking for ``funnel-48`` anywhere a
+    dataset name is taken builds it (``Registry.get``). ``make(D)`` must return a
+    :class:`DatasetSpec` named ``<name>-<D>`` with ``event_shape == (D,)``.
+    """
+
+    name: str
+    make: Callable[[int], DatasetSpec]
+    description: str
+    reference: str = ""
+    min_dim: int = 2
+    max_dim: int | None = None
+
+    def validate(self) -> None:
+        _check_common(self, "dataset family")
+        if not callable(self.make):
+            raise SpecError(f"dataset family {self.name!r}: make must be callable")
+        if not isinstance(self.min_dim, int) or self.min_dim < 1:
+            raise SpecError(f"dataset family {self.name!r}: min_dim must be an integer >= 1, "
+                            f"got {self.min_dim!r}")
+        if self.max_dim is not None and (not isinstance(self.max_dim, int)
+                                         or self.max_dim < self.min_dim):
+            raise SpecError(f"dataset family {self.name!r}: max_dim must be None or an integer "
+                            f">= min_dim, got {self.max_dim!r}")
+
+    @property
+    def pattern(self) -> str:
+        """How a member is named, e.g. ``funnel-<D>, D >= 2``."""
+        upper = f" <= {self.max_dim}" if self.max_dim is not None else ""
+        return f"{self.name}-<D> ({self.min_dim} <= D{upper})"
+
+    def member(self, name: str) -> int | None:
+        """D when ``name`` is ``<family>-<D>`` (any D), else None."""
+        prefix, _, digits = name.rpartition("-")
+        if prefix != self.name or not digits.isdigit() or digits != str(int(digits)):
+            return None
+        return int(digits)
+
+    def accepts(self, dim: int) -> bool:
+        return dim >= self.min_dim and (self.max_dim is None or dim <= self.max_dim)
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     """A named benchmark: datasets x flows x bases x seeds, and a training budget.
 
@@ -302,4 +348,5 @@ class SuiteSpec:
                                 f"valid: {sorted(defaults)}")
 
 
-SPEC_TYPES = {"flow": FlowSpec, "base": BaseSpec, "dataset": DatasetSpec, "suite": SuiteSpec}
+SPEC_TYPES = {"flow": FlowSpec, "base": BaseSpec, "dataset": DatasetSpec, "suite": SuiteSpec,
+              "family": DatasetFamilySpec}

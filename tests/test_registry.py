@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -239,3 +240,66 @@ def flowbench_register_flows():
     assert {"nice", "realnvp", "glow"} <= set(registry.flows)
     (problem,) = registry.problems
     assert problem.plugin == "raises" and "flowbench_register_flows() raised" in problem.message
+
+
+FAMILY = """
+import numpy as np
+import torch
+from flowbench import DatasetSpec, hookimpl
+from flowbench.data import Dataset
+from flowbench.specs import DatasetFamilySpec
+
+
+def load(dim, seed):
+    data = torch.as_tensor(np.random.default_rng(seed).normal(size=(30, dim)), dtype=torch.float32)
+    return Dataset(name=f"cube-{dim}", train=data[:10], val=data[10:20], test=data[20:],
+                   event_shape=(dim,))
+
+
+def make(dim):
+    return DatasetSpec(name=f"cube-{dim}", load=lambda seed: load(dim, seed),
+                       description=f"a {dim}-D Gaussian", event_shape=(dim,))
+
+
+def make_wrong(dim):
+    return DatasetSpec(name="cube", load=lambda seed: load(dim, seed), description="x",
+                       event_shape=(dim,))
+
+
+@hookimpl
+def flowbench_register_dataset_families():
+    return [DatasetFamilySpec(name="cube", make=make, description="Gaussians", min_dim=2,
+                              max_dim=100),
+            DatasetFamilySpec(name="wrong", make=make_wrong, description="misnamed")]
+
+
+@hookimpl
+def flowbench_register_datasets():
+    return [DatasetSpec(name="cube-3", load=lambda seed: load(3, seed),
+                        description="registered by name", event_shape=(3,))]
+"""
+
+
+def test_a_dataset_family_makes_any_dimension_on_demand(write_plugin) -> None:
+    registry = load_registry([str(write_plugin("family_plugin", FAMILY))], strict=True)
+    assert registry.spec("dataset", "cube-3").description == "registered by name"  # names win
+    made = registry.get("dataset", "cube-48")
+    assert (made.plugin, made.spec.event_shape) == ("family_plugin", (48,))
+    assert registry.get("dataset", "cube-48") is made  # made once, then kept
+    data = flowbench.load_dataset("cube-48", seed=1, registry=registry)
+    assert tuple(data.train.shape) == (10, 48)
+    for name, words in [("cube-1", "has no D = 1"), ("cube-101", "has no D = 101"),
+                        ("cube-07", "cube-<D> (2 <= D <= 100)"), ("cub-8", "did you mean")]:
+        with pytest.raises(UnknownNameError, match=re.escape(words)):
+            registry.get("dataset", name)
+    with pytest.raises(PluginError, match=r"'wrong'.*returned dataset 'cube' of shape \(5,\), "
+                                          r"not 'wrong-5'"):
+        registry.get("dataset", "wrong-5")
+    listed = {r["name"]: r for r in registry.as_records() if r["kind"] == "family"}
+    assert "cube-<D> (2 <= D <= 100)" in listed["cube"]["description"]
+
+
+def test_a_dataset_family_spec_is_validated(write_plugin) -> None:
+    bad = FAMILY.replace("min_dim=2,", "min_dim=0,")
+    registry = load_registry([str(write_plugin("bad_family", bad))], warn=False)
+    assert any("min_dim must be an integer >= 1" in p.message for p in registry.problems)

@@ -53,7 +53,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from ..api import HyperparameterError
     from ..backends import BackendError
     from ..plan import PlanError
-    from ..registry import UnknownNameError
+    from ..registry import PluginError, UnknownNameError
     from ..runlock import RunLocked
     from ..specs import SpecError
     from ..storage import StorageError
@@ -62,7 +62,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from ..tune import StudyMissing
 
     return (UsageError, UnknownNameError, PlanError, SpecError, SuiteFileError, StoreError,
-            RunLocked, StorageError, BackendError, StudyMissing, HyperparameterError)
+            RunLocked, StorageError, BackendError, StudyMissing, HyperparameterError, PluginError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

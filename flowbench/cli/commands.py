@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from ..registry import KINDS, PluginError, Registry, load_registry
+from ..registry import KIND_TITLES, KINDS, PluginError, Registry, load_registry
 from ..storage import shown
 from .common import EXIT_CELLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, names, say, seeds
 
@@ -81,7 +81,9 @@ def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
 
     for kind in KINDS:
         rows = [r for r in records if r["kind"] == kind]
-        print(f"{kind}s ({len(rows)}):")
+        if kind == "family" and not rows:
+            continue
+        print(f"{KIND_TITLES[kind]} ({len(rows)}):")
         if rows:
             frame = pd.DataFrame(rows)[["name", "plugin", "description"]]
             print("  " + text_table(frame).replace("\n", "\n  "))
