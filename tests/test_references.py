@@ -154,6 +154,26 @@ def test_kde_log_prob_matches_an_exact_kernel_sum(stretched_moons):
     assert fitted.val_nll == pytest.approx(nll(fitted.log_prob(val)))
 
 
+def test_kde_in_higher_dimension_uses_exact_dense_sums() -> None:
+    from flowbench.references.vector import KDE_TREE_MAX_DIM, DenseGaussianKDE
+
+    rng = np.random.default_rng(3)
+    dim = KDE_TREE_MAX_DIM + 3
+    train = rng.normal(size=(700, dim)) * np.linspace(0.5, 3.0, dim) + 10.0
+    queries = rng.normal(size=(600, dim)) * 4 + 10.0  # more than one chunk, some far out
+    kde = StandardisedKDE(train).set_bandwidth(0.4)
+    assert kde.dense and isinstance(kde.model, DenseGaussianKDE)
+    z, zq = kde.z_train, kde.standardise(queries)
+    exact = (logsumexp(-0.5 * (((zq[:, None, :] - z[None]) / 0.4) ** 2).sum(-1), axis=1)
+             - math.log(len(z)) - 0.5 * dim * math.log(2 * math.pi * 0.4 ** 2))
+    np.testing.assert_allclose(kde.log_prob(queries), exact - np.log(train.std(0)).sum(),
+                               rtol=1e-10, atol=1e-8)
+    assert exact.min() < -100  # the far points are in the comparison (sklearn's tree sums
+    # overestimate such points' density by nats in 6-D even with rtol=0, one reason for this path)
+    far = np.full((1, dim), 1e3)  # every kernel underflows alone; the log-sum stays finite
+    assert np.isfinite(kde.log_prob(far)).all()
+
+
 def test_kde_bandwidth_is_the_val_best_of_the_grid(stretched_moons):
     fitted = fit_reference(stretched_moons, "kde")
     assert fitted.params["bandwidth"] == min(fitted.search, key=fitted.search.get)
