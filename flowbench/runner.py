@@ -1,4 +1,5 @@
-"""Execute a plan: every unfinished cell, the reference baselines, then the cost study.
+"""Execute a plan: every unfinished cell, the reference baselines, then the cost study; the
+datasets' published numbers are stored first (``published.json``).
 
 Each finished cell is appended to the run folder before the next one is reported, so an
 interruption (Ctrl-C, a crash, kill -9) loses only the cells in flight. Cells run in this process
@@ -9,15 +10,15 @@ numbers do not depend on how many workers there are.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
 from .backends import Task, run_tasks
-from .cell import MODEL_KEY, cached_dataset, run_cell
+from .cell import MODEL_KEY, cached_dataset, run_cell, worker_registry
 from .measure import linear_cost, logdet_cost
 from .plan import RunPlan
-from .registry import Registry
+from .registry import Registry, UnknownNameError
 from .store import RunStore, jsonable
 
 #: measurement tables of a run folder
@@ -43,6 +44,21 @@ def run_references(dataset_name: str, data_seed: int, plugins: tuple[str, ...] =
         torch.set_num_threads(previous)
 
 
+def published_rows(registry: Registry, datasets: Sequence[str]) -> list[dict[str, Any]]:
+    """The papers' numbers (``DatasetSpec.published``) on ``datasets``, one row each with the
+    unit they are in: nats per example for vectors, bits per dimension for images."""
+    rows = []
+    for name in datasets:
+        try:
+            spec = registry.get("dataset", name).spec
+        except UnknownNameError:  # its cells fail and say why; nothing to publish beside them
+            continue
+        unit = "nats" if spec.kind == "vector" else "bits/dim"
+        rows += [{"dataset": name, "method": result.method, "nll": float(result.nll),
+                  "unit": unit, "source": result.source} for result in spec.published]
+    return rows
+
+
 def execute(
     plan: RunPlan,
     store: RunStore,
@@ -63,6 +79,8 @@ def execute(
     processes. ``progress`` draws a per-step bar for cells trained in this process.
     """
     with store.writing():
+        # papers' numbers as the plugins give them now, beside (never among) the measurements
+        store.write_published(published_rows(worker_registry(plan.plugins), plan.datasets))
         done = {r["cell_id"]: r for r in store.records()}
         wanted = [c for c in plan.cells if c.cell_id not in done
                   or (retry_failed and done[c.cell_id]["status"] == "failed")]
@@ -136,4 +154,5 @@ def measure_costs(plan: RunPlan, store: RunStore, registry: Registry,
             store.append_rows(LINEAR, linear_cost(channels).to_dict(orient="records"))
 
 
-__all__ = ["LINEAR", "LOGDET", "REFERENCES", "execute", "measure_costs", "run_references"]
+__all__ = ["LINEAR", "LOGDET", "REFERENCES", "execute", "measure_costs", "published_rows",
+           "run_references"]

@@ -8,6 +8,7 @@ Layout of ``results/<suite>-<timestamp>/`` (or any folder you choose)::
     results.csv     one row per finished cell (rewritten atomically after each cell)
     models/         the trained state dict of each ok cell, ``<cell_id>.pt``
     references.*    baseline NLLs per dataset (``.jsonl`` appended, ``.csv`` rewritten)
+    published.json  papers' numbers for the run's datasets (``DatasetSpec.published``), if any
     logdet_cost.*   log-det cost per flow and dimension; linear_cost.*: LU vs plain 1x1 conv
     report.md, report.html, figures/, tables/   written by the report
     .lock           who owns the folder while a process writes it (see ``flowbench.runlock``)
@@ -38,6 +39,8 @@ from .runlock import RunLock
 CONFIG, METADATA, RECORDS, TABLE, MODELS, REPORT = (
     "config.json", "metadata.json", "cells.jsonl", "results.csv", "models", "report.html",
 )
+#: papers' numbers on the run's datasets, as the plugins gave them when the run (re)started
+PUBLISHED = "published.json"
 #: the file that marks a committed, read-only reference run
 REFERENCE_MARKER = "REFERENCE-RUN.md"
 
@@ -273,7 +276,7 @@ class RunStore:
         report = self.path / REPORT
         if not report.is_file():
             return False
-        inputs = [self.path / CONFIG, *self.path.glob("*.jsonl")]
+        inputs = [self.path / CONFIG, self.path / PUBLISHED, *self.path.glob("*.jsonl")]
         return report.stat().st_mtime >= max(p.stat().st_mtime for p in inputs if p.is_file())
 
     # --- config and metadata -----------------------------------------------------------------
@@ -314,6 +317,32 @@ class RunStore:
             sessions = self.read_metadata() or [{}]
             sessions[-1].update(extra)
             write_atomic(self.path / METADATA, dumps({"sessions": sessions}, indent=2))
+
+    # --- published results ------------------------------------------------------------------
+
+    def read_published(self) -> list[dict[str, Any]]:
+        """The published rows (dataset, method, nll, unit, source) stored for this run; ``[]``
+        when there are none."""
+        path = self.path / PUBLISHED
+        if not path.is_file():
+            return []
+        remedy = "restore it, or delete it (the next `flowbench run` writes it again)"
+        data = read_json(path, "the published results", remedy)
+        rows = data.get("published") if isinstance(data, dict) else None
+        keys = {"dataset", "method", "nll", "unit", "source"}
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and keys <= r.keys()
+                                                 for r in rows):
+            raise DamagedFile(path, None, "expected {\"published\": [{" + ", ".join(
+                f'"{k}": ...' for k in sorted(keys)) + "}, ...]}", remedy)
+        return rows
+
+    def write_published(self, rows: list[dict[str, Any]]) -> None:
+        """Store the published rows (atomically), unless they are already what is stored; no
+        file while there are none."""
+        if rows == self.read_published():
+            return
+        with self.writing():
+            write_atomic(self.path / PUBLISHED, dumps({"published": rows}, indent=2))
 
     # --- cell records --------------------------------------------------------------------------
 

@@ -394,7 +394,7 @@ def test_the_figure_kind_table_is_light_and_complete() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     names, heavy = done.stdout.splitlines()
-    assert names.split(",") == list(figures.FIGURE_KINDS) and len(names.split(",")) == 9
+    assert names.split(",") == list(figures.FIGURE_KINDS) and len(names.split(",")) == 11
     assert heavy == ""  # the table imports no plotting library, nor pandas
     for name, kind in figures.FIGURE_KINDS.items():
         assert kind.name == name and callable(kind.load()) and kind.caption and kind.files
@@ -434,7 +434,8 @@ def test_every_figure_is_drawn_and_saved_inside_the_style_once(smoke_run: RunDat
         seen["saved"].append((style.style_depth(), mpl.rcParams["axes.titlesize"]))
         return savefig(self, *args, **kwargs)
 
-    for module in (figures.toy2d, figures.curves, figures.costs, figures.images, style):
+    for module in (figures.toy2d, figures.curves, figures.costs, figures.images,
+                   figures.families, figures.ranks, style):
         monkeypatch.setattr(module, "new_figure", creating, raising=False)
     monkeypatch.setattr(Figure, "savefig", saving)
     run = variant(smoke_run, tables=cost_tables())

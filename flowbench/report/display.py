@@ -63,7 +63,7 @@ def nll_table(models: pd.DataFrame, bold: bool = True) -> pd.DataFrame:
     whose mean is dominated by a few test points, and a final "mean rank" row."""
     def cell(row: pd.Series) -> str:
         text = marked(_cell_text(row), row["tail_flagged"] > 0)
-        return f"**{text}**" if bold and row["rank"] == 1 else text
+        return f"**{text}**" if bold and row["best"] else text
     return _wide(models, model_order(models), cell,
                  first=lambda group: {"unit": group["unit"].iloc[0]})
 
@@ -88,8 +88,8 @@ def rank_display(models: pd.DataFrame) -> pd.DataFrame:
     ``-`` where an incomplete one is not; then the mean rank with its dataset count."""
     order = [m for m in model_order(models) if m != "oracle"]
     def cell(row: pd.Series) -> str:
-        if np.isfinite(row["rank"]):
-            return f"{row['rank']:.0f}"
+        if np.isfinite(row["rank"]):  # a tie shares the average rank: 2.5
+            return f"{row['rank']:g}"
         return MARK if row["tail_flagged"] > 0 else "-"
     return _wide(models, order, cell)
 
@@ -105,3 +105,47 @@ def speed_display(speed: pd.DataFrame) -> pd.DataFrame:
         else:
             shown[column] = speed[column].map(grouped)
     return shown
+
+
+def win_tie_loss_display(wtl: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Methods as rows and columns (``order``): "wins/ties/losses" of the row's method against
+    the column's (see :func:`.ranking.win_tie_loss`), then the row's totals over all others."""
+    if wtl.empty:
+        return pd.DataFrame()
+    pairs = wtl.set_index(["method", "versus"])
+    table = {}
+    for method in order:
+        row = {}
+        for other in order:
+            if other == method:
+                row[other] = "·"
+                continue
+            counts = pairs.loc[(method, other)]
+            row[other] = f"{counts['wins']}/{counts['ties']}/{counts['losses']}"
+        mine = wtl[wtl["method"] == method]
+        row["total"] = f"{mine['wins'].sum()}/{mine['ties'].sum()}/{mine['losses'].sum()}"
+        table[method] = row
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame.index.name = "method (vs column)"
+    return frame
+
+
+#: the sign and unit convention stated under the published rows, per unit
+PUBLISHED_UNITS = {
+    "nats": "NLL = −test log-likelihood, nats per example; lower is better.",
+    "bits/dim": "NLL = −test log-likelihood in bits per dimension of the original discrete "
+                "data; lower is better.",
+}
+
+
+def published_display(rows: pd.DataFrame) -> pd.DataFrame:
+    """Papers' numbers as labelled rows: ``published: <method>`` per dataset, the NLL in the
+    dataset's unit, and the source."""
+    frame = pd.DataFrame({
+        "dataset": rows["dataset"],
+        "row": "published: " + rows["method"].astype(str),
+        "NLL": rows["nll"].map(fixed),
+        "unit": rows["unit"],
+        "source": rows["source"],
+    })
+    return frame.set_index("dataset")

@@ -3,7 +3,8 @@
 - NLLs and gaps: 4 decimals, or compact scientific form from 1e4 on (``1.22e+07 ± 2.1e+07``), so
   one absurd cell never widens a table to 20-character decimals;
 - throughputs and counts: whole numbers in groups of three digits separated by a narrow
-  no-break space (``42 210``, ``17 414``), small values with 3 significant digits (``3.52``).
+  no-break space (``42 210``, ``17 414``), small values with 3 significant digits (``3.52``);
+- p-values: 3 decimals, scientific form below 0.001 (``0.014``, ``3.2e-07``).
 CSV files keep the plain numbers; only what people read is formatted.
 """
 
@@ -73,3 +74,19 @@ def grouped(value: Any) -> str:
     if abs(value) < 100:
         return format(value, ".3g")
     return format(round(value), ",").replace(",", GROUP)
+
+
+def probability(value: Any) -> str:
+    """A p-value: 3 decimals, scientific form below 0.001 (``0.014``, ``3.2e-07``), ``0`` when
+    it underflows; ``-`` when not a finite number."""
+    value = _finite(value)
+    if math.isnan(value):
+        return "-"
+    if value == 0:
+        return "0"
+    return format(value, ".1e") if value < 1e-3 else format(value, ".3f")
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless n is 1: ``1 dataset``, ``6 datasets``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

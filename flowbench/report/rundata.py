@@ -33,6 +33,8 @@ class RunData:
     metadata: list[dict[str, Any]]
     records: list[dict[str, Any]]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: papers' numbers on the run's datasets (``published.json``): shown, never measured
+    published: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | Path) -> "RunData":
@@ -45,7 +47,8 @@ class RunData:
             tables[name] = pd.read_csv(file) if file.is_file() else pd.DataFrame()
         wanted = set(store.read_config().get("cells", []))
         records = [r for r in store.records() if not wanted or r["cell_id"] in wanted]
-        return cls(store.path, store.read_config(), store.read_metadata(), records, tables)
+        return cls(store.path, store.read_config(), store.read_metadata(), records, tables,
+                   store.read_published())
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .numbers import mean_std
+from .ranking import dataset_ranks
 from .tails import MARK_NOTE, is_flagged, marked, tail_sentences
 
 KEYS = ["dataset", "flow", "base"]
@@ -161,8 +162,9 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
     """Long form of everything compared per dataset: each flow/base, each reference method, and
     the oracle. Columns: dataset, model, kind ("flow"|"reference"|"oracle"), seeds, ok, diverged,
     failed, test_nll_mean, test_nll_std, gap_mean, unit, to_unit, tail_flagged, tail_notes, rank
-    (1 = lowest test NLL among flows and references with a value on that dataset; combinations
-    with a failed or flagged seed, and the oracle, are not ranked)."""
+    (1 = lowest test NLL among flows and references with a value on that dataset, ties sharing
+    their average rank: :func:`.ranking.dataset_ranks`; combinations with a failed or flagged
+    seed, and the oracle, are not ranked) and best (the lowest rank of its dataset)."""
     rows = []
     for _, row in summary.iterrows():
         rows.append({
@@ -199,9 +201,13 @@ def model_summary(summary: pd.DataFrame, references: pd.DataFrame | None = None)
     frame = pd.DataFrame(rows)
     competing = (frame["kind"] != "oracle") & frame["complete"] & (frame["tail_flagged"] == 0) \
         & np.isfinite(frame["test_nll_mean"].astype(float))
-    frame["rank"] = np.nan
-    frame.loc[competing, "rank"] = frame[competing].groupby("dataset")["test_nll_mean"].rank(
-        method="min")
+    values = frame[competing].pivot_table(index="dataset", columns="model",
+                                          values="test_nll_mean", sort=False)
+    ranks = dataset_ranks(values)
+    frame["rank"] = [float(ranks.at[d, m]) if c else np.nan for d, m, c in
+                     zip(frame["dataset"], frame["model"], competing, strict=True)]
+    lowest = frame.groupby("dataset")["rank"].transform("min")
+    frame["best"] = frame["rank"].notna() & (frame["rank"] == lowest)
     return frame.drop(columns="complete")
 
 

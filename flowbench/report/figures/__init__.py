@@ -24,6 +24,9 @@ Modules, one family each:
 - :mod:`.costs` -- :func:`logdet_cost` (``logdet_cost.png``, ``linear_cost.png``);
 - :mod:`.tuning` -- :func:`tuning` (``tuning_history.png``, ``tuning_importance.png``);
 - :mod:`.images` -- :func:`image_samples` (``image_samples_<dataset>.png``);
+- :mod:`.families` -- :func:`gap_vs_dim` (``gap_vs_dim.png``: gap per dimension against D for
+  datasets named ``<family>-<D>``);
+- :mod:`.ranks` -- :func:`critical_difference` (``critical_difference.png``, Demšar's diagram);
 - :mod:`.style` (look, facet grid, saving) and :mod:`.select` (what a run holds, trained models).
 
 Sampling uses seeded generators and evaluation is deterministic on the CPU, so the same run gives
@@ -49,8 +52,12 @@ _LAZY = {
     **dict.fromkeys(("logdet_cost", "logdet_cost_figures"), "costs"),
     **dict.fromkeys(("tuning", "tuning_history_figure", "tuning_importance_figure"), "tuning"),
     **dict.fromkeys(("image_samples", "image_samples_figure"), "images"),
+    **dict.fromkeys(("gap_vs_dim", "gap_vs_dim_figure", "dimension_families"), "families"),
+    **dict.fromkeys(("critical_difference", "critical_difference_figure", "cd_diagram"),
+                    "ranks"),
 }
-_MODULES = ("style", "select", "toy2d", "curves", "costs", "tuning", "images", "kinds")
+_MODULES = ("style", "select", "toy2d", "curves", "costs", "tuning", "images", "families",
+            "ranks", "kinds")
 
 __all__ = ["FIGURE_KINDS", "FigureKind", "check_kinds", "in_section", "make_all", *_LAZY]
 

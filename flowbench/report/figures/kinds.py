@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 #: report sections a figure can belong to, in the report's order
-SECTIONS = ("nll", "tuning", "speed", "cost", "dataset")
+SECTIONS = ("nll", "gap", "ranks", "tuning", "speed", "cost", "dataset")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,16 @@ FIGURE_KINDS: Mapping[str, FigureKind] = _kinds(
     FigureKind("nll_spread", "curves:nll_spread", ("nll_spread.png",),
                "Test NLL of every seed, the seed mean and the true entropy (dashed); diverged "
                "or failed cells as red crosses", per_dataset=False, section="nll"),
+    FigureKind("gap_vs_dim", "families:gap_vs_dim", ("gap_vs_dim.png",),
+               "Gap to the oracle per dimension (nats / D) against the dimension D, one panel "
+               "per dataset family (datasets named family-D, e.g. funnel-8 and funnel-32): "
+               "flows with their seed spread, reference baselines dashed", per_dataset=False,
+               section="gap"),
+    FigureKind("critical_difference", "ranks:critical_difference",
+               ("critical_difference.png",),
+               "Critical-difference diagram (Demšar 2006): mean ranks across datasets; a bar "
+               "joins methods whose mean ranks differ by less than the Nemenyi critical "
+               "difference (alpha = 0.05)", per_dataset=False, section="ranks"),
     FigureKind("tuning", "tuning:tuning", ("tuning_history.png", "tuning_importance.png"),
                "Optuna studies: optimisation history and hyperparameter importance",
                per_dataset=False, section="tuning",
