@@ -35,7 +35,7 @@ def test_every_hookspec_is_documented() -> None:
 
 
 @pytest.mark.parametrize("spec_type", [specs.FlowSpec, specs.BaseSpec, specs.DatasetSpec,
-                                       specs.SuiteSpec])
+                                       specs.DatasetFamilySpec, specs.SuiteSpec])
 def test_every_spec_field_is_documented(spec_type) -> None:
     section = TEXT.split("## Spec fields")[1].split("\n## ")[0]
     for field in dataclasses.fields(spec_type):
