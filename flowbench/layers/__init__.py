@@ -4,6 +4,7 @@ Every layer maps data to latent in ``forward(x) -> (z, logabsdet)`` and back in 
 """
 
 from .base import Compose, Transform, event_size, flatten_layers, spatial_size, sum_except_batch
+from .autoregressive import MADE, MaskedAutoregressiveAffine, MaskedLinear
 from .conditioners import MLP, ACTIVATIONS, make_activation, mlp_factory
 from .coupling import AdditiveCoupling, AffineCoupling, ConditionerFactory
 from .elementwise import ActNorm, DiagonalScaling, FixedAffine, Logit
@@ -23,7 +24,8 @@ __all__ = [
     "checkerboard_mask", "Multiscale", "BatchNormFlow", "Flatten", "Squeeze",
     "ACTIVATIONS", "ActNorm", "AdditiveCoupling", "AffineCoupling", "Compose",
     "ConditionerFactory", "DiagonalScaling", "FixedAffine", "IndexPartition", "InvertibleLinear",
-    "LUInvertibleLinear", "Logit", "MLP", "MaskPartition", "PARTITION_KINDS", "Partition",
+    "LUInvertibleLinear", "Logit", "MADE", "MLP", "MaskPartition", "MaskedAutoregressiveAffine",
+    "MaskedLinear", "PARTITION_KINDS", "Partition",
     "Permutation", "Transform", "alternating_partition",
     "event_size", "flatten_layers", "make_activation", "mlp_factory", "random_rotation",
     "spatial_size", "sum_except_batch",
