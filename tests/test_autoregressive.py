@@ -149,6 +149,13 @@ def test_made_masks_and_order_are_persistent_buffers() -> None:
     torch.testing.assert_close(reloaded(x), made(x), atol=0, rtol=0)
 
 
+def test_layers_built_from_one_order_tensor_keep_their_own_buffers() -> None:
+    shared = torch.arange(3)
+    first, second = MADE(3, shared, width=4), MADE(3, shared, width=4)
+    first.order.copy_(torch.tensor([2, 1, 0]))  # as load_state_dict does
+    assert second.order.tolist() == [0, 1, 2] and shared.tolist() == [0, 1, 2]
+
+
 def test_made_degrees_come_from_their_own_seed() -> None:
     def masks(made: MADE) -> list[list[list[float]]]:
         return [layer.mask.tolist() for layer in made.net if isinstance(layer, MaskedLinear)]

@@ -25,7 +25,8 @@ from .coupling import soft_clamp
 
 
 def _as_order(order: Sequence[int] | Tensor, features: int) -> Tensor:
-    order = torch.as_tensor(order, dtype=torch.long).flatten()
+    # a copy: a tensor shared by several layers' buffers would be overwritten by a state-dict load
+    order = torch.as_tensor(order, dtype=torch.long).flatten().clone()
     if sorted(order.tolist()) != list(range(features)):
         raise ValueError(f"order must be a permutation of 0..{features - 1}, "
                          f"got {order.tolist()}")
