@@ -5,13 +5,14 @@ Each takes an Optuna trial (or flowbench's prefixing view of one) and returns hy
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
-def mlp_conditioner(trial: Any) -> dict[str, Any]:
-    """Width, depth and activation of MLP conditioners (``flowbench.layers.mlp_factory``)."""
+def mlp_conditioner(trial: Any, widths: Sequence[int] = (32, 64, 128)) -> dict[str, Any]:
+    """Width (one of ``widths``), depth and activation of MLP conditioners
+    (``flowbench.layers.mlp_factory``)."""
     return {
-        "width": trial.suggest_categorical("width", [32, 64, 128]),
+        "width": trial.suggest_categorical("width", list(widths)),
         "depth": trial.suggest_int("depth", 1, 3),
         "activation": trial.suggest_categorical("activation", ["relu", "elu", "tanh"]),
     }

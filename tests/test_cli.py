@@ -56,12 +56,13 @@ def test_console_script_and_help() -> None:
 def test_list_shows_everything_with_its_plugin() -> None:
     result = flowbench("list")
     assert result.returncode == 0, result.stderr
-    for name in ("nice", "realnvp", "glow", "normal", "diag", "bimodal", "gmm", "two_moons",
-                 "pinwheel", "toy2d", "smoke"):
+    for name in ("nice", "realnvp", "glow", "maf", "normal", "diag", "bimodal", "gmm",
+                 "two_moons", "pinwheel", "toy2d", "smoke"):
         assert name in result.stdout
     data = json.loads(flowbench("list", "--json").stdout)
     items = {(i["kind"], i["name"]): i["plugin"] for i in data["items"]}
     assert items[("flow", "glow")] == "glow"
+    assert items[("flow", "maf")] == "maf"
     assert items[("dataset", "two_spirals")] == "toy2d"
     assert items[("base", "gmm")] == "bases"
     assert data["problems"] == []

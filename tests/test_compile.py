@@ -21,7 +21,8 @@ def moons() -> tuple[torch.Tensor, torch.Tensor]:
     return x[:1500], x[1500:]
 
 
-SMALL = {"realnvp": {"layers": 4, "width": 16}, "glow": {"steps": 2, "width": 16}}
+SMALL = {"realnvp": {"layers": 4, "width": 16}, "glow": {"steps": 2, "width": 16},
+         "maf": {"layers": 3, "width": 16}}
 
 
 def make(flow: str, train: torch.Tensor) -> flowbench.Flow:
@@ -53,7 +54,7 @@ def test_unavailable_compiler_trains_eagerly_with_a_warning(moons, monkeypatch) 
     assert result.best_val_nll == eager.best_val_nll  # the very same eager training
 
 
-@pytest.mark.parametrize("flow", ["realnvp", "glow"])
+@pytest.mark.parametrize("flow", ["realnvp", "glow", "maf"])
 def test_compiler_failure_restores_state_and_trains_eagerly(moons, monkeypatch, flow) -> None:
     """A compiler that fails on the first call (as inductor does without a working toolchain):
     whatever the attempt touched is restored, so the run equals an eager one bit for bit."""
@@ -83,7 +84,7 @@ def test_compiler_failure_restores_state_and_trains_eagerly(moons, monkeypatch, 
 @pytest.mark.slow
 @pytest.mark.skipif(compile_unavailable_reason() is not None,
                     reason=f"torch.compile unavailable: {compile_unavailable_reason()}")
-@pytest.mark.parametrize("flow", ["realnvp", "glow"])
+@pytest.mark.parametrize("flow", ["realnvp", "glow", "maf"])
 def test_compiled_training_matches_eager_quality(moons, flow) -> None:
     train, val = moons
     config = TrainConfig(steps=300, eval_every=100)

@@ -27,7 +27,7 @@ def assert_passes(report: CheckReport) -> None:
 
 
 def test_every_builtin_flow_and_base_is_registered() -> None:
-    assert {"nice", "realnvp", "glow"} <= set(REGISTRY.names("flow"))
+    assert {"nice", "realnvp", "glow", "maf"} <= set(REGISTRY.names("flow"))
     assert {"normal", "diag", "bimodal", "gmm"} <= set(REGISTRY.names("base"))
 
 

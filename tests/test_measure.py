@@ -51,10 +51,10 @@ def test_time_call_rejects_zero_repeats() -> None:
 @pytest.fixture(scope="module")
 def logdet_tables() -> dict[str, pd.DataFrame]:
     return {flow: logdet_cost(flow, "normal", dims=(2, 8, 32), repeats=3)
-            for flow in ("nice", "realnvp", "glow")}
+            for flow in ("nice", "realnvp", "glow", "maf")}
 
 
-@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow"])
+@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow", "maf"])
 def test_logdet_cost_analytic_matches_brute_force(logdet_tables, flow: str) -> None:
     table = logdet_tables[flow]
     assert list(table.columns[: len(LOGDET_COLUMNS)]) == LOGDET_COLUMNS
@@ -70,7 +70,7 @@ def test_logdet_cost_analytic_matches_brute_force(logdet_tables, flow: str) -> N
     assert (table["jacobian"][table["path"] == "brute_force"] == "vmap").all()
 
 
-@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow"])
+@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow", "maf"])
 def test_brute_force_is_slower_than_analytic_at_d32(logdet_tables, flow: str) -> None:
     table = logdet_tables[flow].set_index(["dim", "path"])["seconds_median"]
     # the brute force runs the same forward pass inside 32 vmapped backward passes, then slogdet
@@ -145,7 +145,7 @@ def test_brute_force_budget_stops_growing_d_and_says_why() -> None:
 def test_exponents_of_a_measured_table(logdet_tables) -> None:
     table = exponents(pd.concat(logdet_tables.values(), ignore_index=True))
     assert list(table.columns[: len(EXPONENT_COLUMNS)]) == EXPONENT_COLUMNS
-    assert len(table) == 6  # 3 flows x 2 paths
+    assert len(table) == 2 * len(logdet_tables)  # flows x 2 paths
     assert (table["max_dim"] == 32).all()
     assert table[["exponent_all", "exponent_large"]].notna().all().all()
     brute = table[table["path"] == "brute_force"]

@@ -26,7 +26,8 @@ def test_builtins_come_from_entry_points() -> None:
     registry = load_registry(strict=True)
     assert registry.problems == []
     for kind, name, plugin in [("flow", "nice", "nice"), ("flow", "realnvp", "realnvp"),
-                               ("flow", "glow", "glow"), ("base", "bimodal", "bases"),
+                               ("flow", "glow", "glow"), ("flow", "maf", "maf"),
+                               ("base", "bimodal", "bases"),
                                ("dataset", "two_moons", "toy2d"), ("suite", "toy2d", "toy2d"),
                                ("suite", "smoke", "toy2d")]:
         entry = registry.get(kind, name)
