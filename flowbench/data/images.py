@@ -56,8 +56,8 @@ import numpy as np
 import torch
 
 from .dataset import Dataset
-
-DATA_DIR_ENV = "FLOWBENCH_DATA_DIR"
+from .files import DATA_DIR_ENV as DATA_DIR_ENV  # re-exported: the variable images are found by
+from .files import find_files
 
 DIGITS_LEVELS = 17
 DIGITS_SPLIT = (1197, 300, 300)  # train / val / test, out of 1797
@@ -182,52 +182,7 @@ def load_digits(
     )
 
 
-# --- locating files on disk -----------------------------------------------------------------
-
-
-def _data_root(data_dir: str | os.PathLike | None, dataset: str, expected: str,
-               subdir: str) -> Path:
-    if data_dir is None:
-        env = os.environ.get(DATA_DIR_ENV, "")
-        if not env:
-            raise FileNotFoundError(
-                f"dataset {dataset!r}: no data directory given, and flowbench never downloads "
-                f"data. Put {expected} in DIR/{subdir}/ and pass --data-dir DIR (data_dir=DIR in "
-                f"Python) or set the environment variable {DATA_DIR_ENV}=DIR"
-            )
-        data_dir = env
-    return Path(data_dir).expanduser()
-
-
-def _find_files(
-    dataset: str, data_dir, subdirs: Sequence[str], names: Sequence[str], allow_gz: bool
-) -> tuple[Path, dict[str, Path]]:
-    """The first of ``<root>/<subdir>`` holding every file of ``names`` (each also as ``.gz``
-    when ``allow_gz``); raises FileNotFoundError with everything the user needs otherwise."""
-    variants = (lambda name: (name, name + ".gz")) if allow_gz else (lambda name: (name,))
-    expected = ", ".join(f"{name}[.gz]" if allow_gz else name for name in names)
-    root = _data_root(data_dir, dataset, expected, subdirs[0])
-    searched: list[Path] = []
-    for sub in subdirs:
-        folder = root / sub if sub else root
-        searched.append(folder)
-        found: dict[str, Path] = {}
-        for name in names:
-            for candidate in variants(name):
-                if (folder / candidate).is_file():
-                    found[name] = folder / candidate
-                    break
-        if len(found) == len(names):
-            return folder, found
-    where = "; ".join(str(folder) for folder in searched)
-    source = ("given as data_dir/--data-dir" if data_dir is not None
-              else f"from the environment variable {DATA_DIR_ENV}")
-    raise FileNotFoundError(
-        f"dataset {dataset!r}: could not find {expected} in any of: {where} (data directory "
-        f"{str(root)!r}, {source}). flowbench never downloads data: put the files in one of "
-        f"those folders, or point --data-dir DIR (data_dir=... in Python) or {DATA_DIR_ENV}=DIR "
-        f"at the folder that holds them"
-    )
+# --- reading files ------------------------------------------------------------------------------
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -358,7 +313,7 @@ def _file_dataset(
 
 def _load_idx_dataset(name: str, subdirs: Sequence[str], seed: int, data_dir, n_val: int,
                       max_train: int | None) -> Dataset:
-    folder, files = _find_files(name, data_dir, subdirs, (IDX_TRAIN_IMAGES, IDX_TEST_IMAGES),
+    folder, files = find_files(name, data_dir, subdirs, (IDX_TRAIN_IMAGES, IDX_TEST_IMAGES),
                                 allow_gz=True)
     train = _idx_images(files[IDX_TRAIN_IMAGES])
     test = _idx_images(files[IDX_TEST_IMAGES])
@@ -393,7 +348,7 @@ def load_cifar10(seed: int = 0, data_dir: str | os.PathLike | None = None,
     """
     names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
     subdirs = ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10", "")
-    folder, files = _find_files("cifar10", data_dir, subdirs, names, allow_gz=False)
+    folder, files = find_files("cifar10", data_dir, subdirs, names, allow_gz=False)
     train = np.concatenate([_cifar_batch(files[f]) for f in CIFAR_TRAIN_FILES])
     test = _cifar_batch(files[CIFAR_TEST_FILE])
     return _file_dataset("cifar10", train, test, seed, n_val, max_train, files, folder)
