@@ -1,9 +1,10 @@
 """BSDS300: 8x8 patches of the Berkeley segmentation images, 63-D.
 
 ``BSDS300/BSDS300.hdf5`` holds the datasets ``train``, ``validation`` and ``test``, already
-preprocessed by the MAF authors (grey levels, the bottom-right pixel of each patch dropped, so
-63 values); the MAF loader (``datasets/bsds300.py``) reads them as they are. The HDF5 reader,
-h5py, is the optional extra ``flowbench-nf[tabular]``.
+preprocessed by the MAF authors (monochrome patches, each with its mean subtracted and its
+bottom-right pixel dropped, so 63 values: the MAF code's display restores that pixel as minus
+the sum of the others); their loader (``datasets/bsds300.py``) reads the three as they are. The
+HDF5 reader, h5py, is the optional extra ``flowbench-nf[tabular]``.
 
 Splits 1 000 000 / 50 000 / 250 000.
 """

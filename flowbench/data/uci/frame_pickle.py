@@ -266,7 +266,7 @@ def read_frame_pickle(path: str | Path) -> tuple[list[Any], np.ndarray]:
             raise _fail(path, f"a block of shape {block.shape} does not fit {len(locs)} of "
                               f"{len(columns)} columns and {n_rows} rows")
         values[:, locs] = block.T
-        filled[locs] += 1
+        np.add.at(filled, locs, 1)
     if not (filled == 1).all():
         raise _fail(path, "its blocks do not cover every column exactly once")
     return columns, values
