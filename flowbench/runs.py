@@ -5,7 +5,8 @@ exit codes around these three.
 Each raises, before anything trains, a ``ValueError`` subclass for input that cannot work (an
 unknown name: ``UnknownNameError``; a bad suite file; a damaged, read-only or foreign run folder:
 ``StoreError``; a storage that cannot be used: ``StorageError``), ``RunLocked`` when another
-process owns the run folder, and ``FileNotFoundError`` when a dataset's files are missing.
+process owns the run folder, ``FileNotFoundError`` (``DataMissing``) when a dataset's files are
+missing, and ``DataUnreadable`` when one is present but cannot be read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from . import metadata
 from .api import load_dataset
 from .backends import BackendError, Task, default_jobs, run_tasks
+from .data.files import DataFileError, MissingReader
 from .plan import PlanError, RunPlan, plan_run
 from .registry import Registered, Registry, get_registry
 from .runner import execute, measure_costs
@@ -110,13 +112,21 @@ class DataMissing(PlanError, FileNotFoundError):
     """A dataset's files are not where it looked (the message names every path tried)."""
 
 
+class DataUnreadable(PlanError):
+    """A dataset's file is present but unusable (truncated, corrupted, another format), or a
+    package needed to read it is missing; the message names the file or the package."""
+
+
 def _check_datasets(registry: Registry, plan: RunPlan) -> None:
-    """Load every dataset once, so missing files stop the run before any training."""
+    """Load every dataset once, so missing or unreadable files stop the run before any
+    training."""
     for name in plan.datasets:
         try:
             load_dataset(name, plan.data_seed, registry=registry)
         except FileNotFoundError as error:
             raise DataMissing(str(error)) from None
+        except (DataFileError, MissingReader) as error:
+            raise DataUnreadable(f"dataset {name!r}: {error}") from None
 
 
 def _matching_run(results_dir: Path, suite: str, config_hash: str) -> Path | None:

@@ -279,6 +279,21 @@ def test_absent_files_error(tmp_path, monkeypatch, loader, name, files):
         loader()
 
 
+def test_unreadable_files_raise_data_file_error(tmp_path):
+    """A file that is there but cut short is a DataFileError (a ValueError naming the file),
+    which stops a run before training like a missing file does."""
+    from flowbench.data.files import DataFileError
+
+    train, _ = _idx_pair(tmp_path / "mnist", gz=True, seed=8)
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(DataFileError, match=rf"{path}: gzip data is truncated"):
+        load_mnist(data_dir=tmp_path, n_val=2)
+    write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", train[:, :, :20], gz=True)
+    with pytest.raises(DataFileError, match=r"train images are \(1, 28, 20\) but test images"):
+        load_mnist(data_dir=tmp_path, n_val=2)
+
+
 def test_half_present_files_are_absent(tmp_path):
     write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8),
               gz=True)

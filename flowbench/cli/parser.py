@@ -30,7 +30,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="make any plugin problem (import error, bad spec, duplicate name) fatal")
     parser.add_argument(
         "--data-dir", type=Path, default=default,
-        help="where datasets you already have live (MNIST, Fashion-MNIST, CIFAR-10 files); "
+        help="where datasets you already have live (MNIST, Fashion-MNIST, CIFAR-10 files; the "
+             "MAF paper's UCI/BSDS300 archive); "
              "the same as setting FLOWBENCH_DATA_DIR")
 
 

@@ -34,7 +34,8 @@ The first folder holding every file wins, and ``info["files"]`` records the path
 Fashion-MNIST use the same file names, so IDX files lying directly in ``<dir>`` are taken as
 whichever of the two was asked for: keep them in ``mnist/`` and ``fashion_mnist/`` when both are
 about. Missing files raise :class:`FileNotFoundError` naming the dataset, the folders searched, the
-exact file names expected and how to set the path.
+exact file names expected and how to set the path; a file that is there but cannot be read raises
+:class:`~flowbench.data.files.DataFileError` (a ``ValueError``) naming it.
 
 The formats are parsed here with numpy: IDX is a big-endian header (two zero bytes, a type code,
 the number of dimensions, then each size as a uint32) followed by the raw array; gzip is detected
@@ -49,6 +50,7 @@ import io
 import math
 import os
 import pickle
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -56,8 +58,8 @@ import numpy as np
 import torch
 
 from .dataset import Dataset
-
-DATA_DIR_ENV = "FLOWBENCH_DATA_DIR"
+from .files import DATA_DIR_ENV as DATA_DIR_ENV  # re-exported: the variable images are found by
+from .files import DataFileError, find_files
 
 DIGITS_LEVELS = 17
 DIGITS_SPLIT = (1197, 300, 300)  # train / val / test, out of 1797
@@ -182,59 +184,17 @@ def load_digits(
     )
 
 
-# --- locating files on disk -----------------------------------------------------------------
-
-
-def _data_root(data_dir: str | os.PathLike | None, dataset: str, expected: str,
-               subdir: str) -> Path:
-    if data_dir is None:
-        env = os.environ.get(DATA_DIR_ENV, "")
-        if not env:
-            raise FileNotFoundError(
-                f"dataset {dataset!r}: no data directory given, and flowbench never downloads "
-                f"data. Put {expected} in DIR/{subdir}/ and pass --data-dir DIR (data_dir=DIR in "
-                f"Python) or set the environment variable {DATA_DIR_ENV}=DIR"
-            )
-        data_dir = env
-    return Path(data_dir).expanduser()
-
-
-def _find_files(
-    dataset: str, data_dir, subdirs: Sequence[str], names: Sequence[str], allow_gz: bool
-) -> tuple[Path, dict[str, Path]]:
-    """The first of ``<root>/<subdir>`` holding every file of ``names`` (each also as ``.gz``
-    when ``allow_gz``); raises FileNotFoundError with everything the user needs otherwise."""
-    variants = (lambda name: (name, name + ".gz")) if allow_gz else (lambda name: (name,))
-    expected = ", ".join(f"{name}[.gz]" if allow_gz else name for name in names)
-    root = _data_root(data_dir, dataset, expected, subdirs[0])
-    searched: list[Path] = []
-    for sub in subdirs:
-        folder = root / sub if sub else root
-        searched.append(folder)
-        found: dict[str, Path] = {}
-        for name in names:
-            for candidate in variants(name):
-                if (folder / candidate).is_file():
-                    found[name] = folder / candidate
-                    break
-        if len(found) == len(names):
-            return folder, found
-    where = "; ".join(str(folder) for folder in searched)
-    source = ("given as data_dir/--data-dir" if data_dir is not None
-              else f"from the environment variable {DATA_DIR_ENV}")
-    raise FileNotFoundError(
-        f"dataset {dataset!r}: could not find {expected} in any of: {where} (data directory "
-        f"{str(root)!r}, {source}). flowbench never downloads data: put the files in one of "
-        f"those folders, or point --data-dir DIR (data_dir=... in Python) or {DATA_DIR_ENV}=DIR "
-        f"at the folder that holds them"
-    )
+# --- reading files ------------------------------------------------------------------------------
 
 
 def _read_bytes(path: Path) -> bytes:
     """A file's content, gunzipped if it starts with the gzip magic bytes."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        return gzip.decompress(raw)
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataFileError(f"{path}: gzip data is truncated or corrupted ({error})") from None
     return raw
 
 
@@ -252,15 +212,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{path}: not an IDX file (magic bytes {data[:4]!r})")
+        raise DataFileError(f"{path}: not an IDX file (magic bytes {data[:4]!r})")
     dtype, ndim = _IDX_TYPES[data[2]], data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: IDX header truncated")
+        raise DataFileError(f"{path}: IDX header truncated")
     shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     count = math.prod(shape)
     if len(data) != header + count * dtype.itemsize:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: IDX header says shape {shape} ({header + count * dtype.itemsize} bytes in "
             f"all) but the file holds {len(data)} bytes"
         )
@@ -270,8 +230,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _idx_images(path: Path) -> np.ndarray:
     images = read_idx(path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 images (N, H, W), got {images.dtype} "
-                         f"{images.shape}")
+        raise DataFileError(f"{path}: expected uint8 images (N, H, W), got {images.dtype} "
+                            f"{images.shape}")
     return images[:, None]  # (N, 1, H, W)
 
 
@@ -299,16 +259,16 @@ def _cifar_batch(path: Path) -> np.ndarray:
     try:
         batch = _ArrayUnpickler(io.BytesIO(_read_bytes(path)), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise ValueError(f"{path}: not a CIFAR-10 python batch ({error})") from None
+        raise DataFileError(f"{path}: not a CIFAR-10 python batch ({error})") from None
     data = None
     if isinstance(batch, dict):
         data = batch.get(b"data", batch.get("data"))
     if data is None:
-        raise ValueError(f"{path}: not a CIFAR-10 python batch (no b'data' entry)")
+        raise DataFileError(f"{path}: not a CIFAR-10 python batch (no b'data' entry)")
     data = np.asarray(data)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: expected b'data' uint8 (N, 3072), got {data.dtype} "
-                         f"{data.shape}")
+        raise DataFileError(f"{path}: expected b'data' uint8 (N, 3072), got {data.dtype} "
+                            f"{data.shape}")
     return data.reshape(-1, 3, 32, 32)  # rows are 1024 red, 1024 green, 1024 blue, row-major
 
 
@@ -331,8 +291,8 @@ def _file_dataset(
     train_idx = perm[n_val:] if max_train is None else perm[n_val : n_val + max_train]
     event_shape = tuple(int(d) for d in train_images.shape[1:])
     if tuple(test_images.shape[1:]) != event_shape:
-        raise ValueError(f"dataset {name!r}: train images are {event_shape} but test images are "
-                         f"{tuple(test_images.shape[1:])}")
+        raise DataFileError(f"dataset {name!r}: train images are {event_shape} but test images "
+                            f"are {tuple(test_images.shape[1:])}")
     return Dataset(
         name=name,
         train=_image_tensor(train_images[train_idx]),
@@ -358,7 +318,7 @@ def _file_dataset(
 
 def _load_idx_dataset(name: str, subdirs: Sequence[str], seed: int, data_dir, n_val: int,
                       max_train: int | None) -> Dataset:
-    folder, files = _find_files(name, data_dir, subdirs, (IDX_TRAIN_IMAGES, IDX_TEST_IMAGES),
+    folder, files = find_files(name, data_dir, subdirs, (IDX_TRAIN_IMAGES, IDX_TEST_IMAGES),
                                 allow_gz=True)
     train = _idx_images(files[IDX_TRAIN_IMAGES])
     test = _idx_images(files[IDX_TEST_IMAGES])
@@ -393,7 +353,7 @@ def load_cifar10(seed: int = 0, data_dir: str | os.PathLike | None = None,
     """
     names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
     subdirs = ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10", "")
-    folder, files = _find_files("cifar10", data_dir, subdirs, names, allow_gz=False)
+    folder, files = find_files("cifar10", data_dir, subdirs, names, allow_gz=False)
     train = np.concatenate([_cifar_batch(files[f]) for f in CIFAR_TRAIN_FILES])
     test = _cifar_batch(files[CIFAR_TEST_FILE])
     return _file_dataset("cifar10", train, test, seed, n_val, max_train, files, folder)
