@@ -64,8 +64,9 @@ KDE_LEAF_SIZE = 40
 #: matters at a fitted bandwidth), and sklearn's tree took ~120 s per bandwidth search at 20 000
 #: points in 32-D where one matrix product per query chunk takes seconds.
 KDE_TREE_MAX_DIM = 3
-#: query rows per chunk of the dense sums (a chunk x n_train float64 matrix at a time)
-KDE_DENSE_CHUNK = 256
+#: query rows per chunk of the dense sums (a chunk x n_train float64 matrix at a time; 64 rows
+#: kept the buffer in cache: 3x faster than 256 at 20 000 train points)
+KDE_DENSE_CHUNK = 64
 
 
 def gmm_component_grid(n_train: int, dim: int) -> tuple[int, ...]:
@@ -197,17 +198,24 @@ class DenseGaussianKDE:
         self.log_normaliser = math.log(n) + 0.5 * dim * math.log(2 * math.pi * bandwidth ** 2)
 
     def score_samples(self, queries: np.ndarray) -> np.ndarray:
-        from scipy.special import logsumexp
-
         queries = np.asarray(queries, dtype=np.float64)
         out = np.empty(queries.shape[0])
         scale = -0.5 / self.bandwidth ** 2
+        query_norms = np.einsum("ij,ij->i", queries, queries)
         for start in range(0, queries.shape[0], KDE_DENSE_CHUNK):
-            chunk = queries[start:start + KDE_DENSE_CHUNK]
-            squared = (np.einsum("ij,ij->i", chunk, chunk)[:, None] + self.squared_norms[None, :]
-                       - 2.0 * chunk @ self.points.T)
+            stop = start + KDE_DENSE_CHUNK
+            # in place, one chunk x n_train buffer: at these sizes the sums are memory-bound, and
+            # scipy's logsumexp made 3x as many passes over a buffer 8x larger
+            squared = queries[start:stop] @ self.points.T
+            squared *= -2.0
+            squared += self.squared_norms[None, :]
+            squared += query_norms[start:stop, None]
             np.maximum(squared, 0.0, out=squared)  # rounding can make a tiny distance negative
-            out[start:start + KDE_DENSE_CHUNK] = logsumexp(scale * squared, axis=1)
+            nearest = squared.min(axis=1, keepdims=True)  # logsumexp's shift: the largest term
+            squared -= nearest
+            squared *= scale
+            np.exp(squared, out=squared)
+            out[start:stop] = np.log(squared.sum(axis=1)) + scale * nearest[:, 0]
         return out - self.log_normaliser
 
 

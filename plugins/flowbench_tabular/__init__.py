@@ -22,7 +22,7 @@ TABULAR_FLOWS = ("nice", "realnvp", "glow", "maf")
 
 #: the tabular suite's budget: 10 datasets x 4 flows x 2 bases x 3 seeds within 15 minutes on
 #: two cores
-TABULAR_TRAIN = {"steps": 1500, "batch_size": 256, "lr": 2e-3, "eval_every": 100}
+TABULAR_TRAIN = {"steps": 800, "batch_size": 256, "lr": 2e-3, "eval_every": 100}
 
 #: the uci suite's budget, for machines that can afford it: the papers train to convergence
 #: (MAF: early stopping after 30 epochs without improvement); this is a fixed, shorter budget
