@@ -85,3 +85,26 @@ def test_uci_suite_without_files_stops_before_training_naming_the_paths(tmp_path
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(empty) in result.stderr and "data.npy" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_uci_run_reports_the_papers_numbers_as_published_rows(tmp_path: Path) -> None:
+    """A real uci-suite run (on a small MINIBOONE-format file): the papers' numbers appear as
+    labelled published rows, negated into NLL nats, apart from the measured table."""
+    import numpy as np
+
+    (tmp_path / "data" / "miniboone").mkdir(parents=True)
+    np.save(tmp_path / "data" / "miniboone" / "data.npy",
+            np.random.default_rng(0).normal(size=(1200, 43)))
+    out = tmp_path / "run"
+    result = flowbench("run", "--suite", "uci", "--datasets", "miniboone", "--flows", "maf",
+                       "--seeds", "0", "--steps", "5", "--no-measure", "--data-dir",
+                       str(tmp_path / "data"), "--out", str(out), "-j", "1")
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    published = report[report.index("### Published results"):]
+    # MAF paper Table 1: MAF (5) test log-likelihood -11.75 on MINIBOONE -> NLL 11.75 nats
+    assert ("| miniboone | published: MAF (5) | 11.7500 | nats | Papamakarios et al. 2017"
+            in published)
+    assert "published: FFJORD | 10.4300" in published and "published: Glow | 10.5500" in published
+    measured = report[:report.index("### Published results")]
+    assert "published:" not in measured
