@@ -32,7 +32,7 @@ def test_api_training_beats_a_gaussian_on_two_moons(registry):
 
 def test_cli_run_trains_zuko_flows_with_flowbench_bases(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "flowbench", "run", "--suite", "libraries",
+    command = [sys.executable, "-m", "flowbench.cli", "run", "--suite", "libraries",
                "--datasets", "two_moons", "--flows", "zuko-maf,zuko-realnvp",
                "--bases", "normal", "--seeds", "0", "--steps", "60", "--no-measure",
                "--no-report", "-j", "1", "--out", str(out)]
