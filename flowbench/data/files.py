@@ -89,3 +89,14 @@ def file_identity(path: Path) -> tuple[str, int, int]:
     """``(resolved path, size, mtime in ns)``: a cache key that changes when the file does."""
     stat = path.stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+#: the globals a pickle of plain numpy arrays may name (numpy 1 and 2 module paths); safe
+#: unpicklers allow these and nothing that could run code
+NUMPY_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+})

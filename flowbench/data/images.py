@@ -59,7 +59,7 @@ import torch
 
 from .dataset import Dataset
 from .files import DATA_DIR_ENV as DATA_DIR_ENV  # re-exported: the variable images are found by
-from .files import DataFileError, find_files
+from .files import NUMPY_PICKLE_GLOBALS, DataFileError, find_files
 
 DIGITS_LEVELS = 17
 DIGITS_SPLIT = (1197, 300, 300)  # train / val / test, out of 1797
@@ -237,20 +237,12 @@ def _idx_images(path: Path) -> np.ndarray:
 
 # --- CIFAR-10 pickles ------------------------------------------------------------------------
 
-_PICKLE_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-}
-
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and builtin containers only; anything else is refused."""
 
     def find_class(self, module: str, name: str):
-        if (module, name) in _PICKLE_ALLOWED:
+        if (module, name) in NUMPY_PICKLE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
 

@@ -33,16 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ..files import DataFileError
+from ..files import NUMPY_PICKLE_GLOBALS, DataFileError
 
-_NUMPY = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-    ("builtins", "slice"), ("builtins", "object"),
-}
+_NUMPY = NUMPY_PICKLE_GLOBALS | {("builtins", "slice"), ("builtins", "object")}
 
 
 class _Recorded:

@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
 
 from .published import published
-from .readers import read_npy, tail_split
+from .readers import read_npy, standardise_on_train_val, tail_split
 from .record import MAF_PAPER, Prepared, UciRecord
 
 RECORD = UciRecord(
@@ -44,10 +43,8 @@ def prepare(paths: Mapping[str, Path]) -> Prepared:
     path = paths["data.npy"]
     data = read_npy(path)
     train, val, test = tail_split(data, path)
-    both = np.vstack((train, val))
-    mean, std = both.mean(axis=0), both.std(axis=0)
-    return Prepared((train - mean) / std, (val - mean) / std, (test - mean) / std, {
+    splits, standardisation = standardise_on_train_val(train, val, test)
+    return Prepared(*splits, {
         "n_rows": int(data.shape[0]),
-        "standardisation": {"mean": mean.tolist(), "std": std.tolist(),
-                            "from": "train+val, ddof=0"},
+        "standardisation": standardisation,
     })

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..files import DataFileError
 from .published import published
-from .readers import read_npy, tail_split
+from .readers import read_npy, standardise_on_train_val, tail_split
 from .record import MAF_PAPER, Prepared, UciRecord
 
 RECORD = UciRecord(
@@ -64,12 +64,10 @@ def prepare(paths: Mapping[str, Path]) -> Prepared:
     time_noise = np.zeros((n, 1))
     data = data + np.hstack((gap_noise, voltage_noise, sm_noise, time_noise))
     train, val, test = tail_split(data, path)
-    both = np.vstack((train, val))
-    mean, std = both.mean(axis=0), both.std(axis=0)
-    return Prepared((train - mean) / std, (val - mean) / std, (test - mean) / std, {
+    splits, standardisation = standardise_on_train_val(train, val, test)
+    return Prepared(*splits, {
         "n_rows": n,
         "columns_deleted": [3, 1],
         "noise_seed": 42,
-        "standardisation": {"mean": mean.tolist(), "std": std.tolist(),
-                            "from": "train+val, ddof=0"},
+        "standardisation": standardisation,
     })

@@ -130,3 +130,14 @@ def tail_split(data: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, np
         raise DataFileError(f"{path}: {data.shape[0]} rows are too few for the 10% test and "
                             "validation splits")
     return rest[:-n_val], rest[-n_val:], data[-n_test:]
+
+
+def standardise_on_train_val(train: np.ndarray, val: np.ndarray, test: np.ndarray
+                             ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict]:
+    """Every split standardised with the mean and (numpy, ``ddof=0``) standard deviation of
+    train and validation together, as the MAF code does for POWER and MINIBOONE; the
+    statistics come back as the info entry that records them."""
+    both = np.vstack((train, val))
+    mean, std = both.mean(axis=0), both.std(axis=0)
+    splits = ((train - mean) / std, (val - mean) / std, (test - mean) / std)
+    return splits, {"mean": mean.tolist(), "std": std.tolist(), "from": "train+val, ddof=0"}
