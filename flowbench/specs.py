@@ -40,6 +40,11 @@ FLOW_MEASURES = ("linear_cost",)
 PREPROCESSING_DEFAULTS: dict[str, Any] = {"logit": True, "alpha": 0.05}
 
 SCHEDULES = ("cosine", "constant")
+#: arithmetic of the conditioner networks (``flowbench.device``): fp32 as written; tf32 lets
+#: CUDA matmuls/convolutions round inputs to TensorFloat-32; bf16 autocasts the conditioners
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: per-minibatch data augmentation of image cells: none, or a random horizontal flip
+AUGMENTATIONS = ("none", "hflip")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,14 @@ class TrainConfig:
     init_batch_size: int = 2048
     #: train through ``torch.compile`` (``flowbench.compile``); a compiled run is a separate run
     compile: bool = False
+    #: where the cell trains: "cpu", "cuda" or "cuda:N" (resolved; never "auto" here)
+    device: str = "cpu"
+    #: conditioner arithmetic, one of :data:`PRECISIONS`; log-dets and NLLs stay float32+
+    precision: str = "fp32"
+    #: steps of linear learning-rate warm-up from 0 (Glow, RealNVP image recipes)
+    warmup_steps: int = 0
+    #: per-minibatch augmentation, one of :data:`AUGMENTATIONS`
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "eval_every", "eval_batch_size", "init_batch_size")
@@ -75,13 +88,31 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.grad_clip > 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
+        for name, valid in (("precision", PRECISIONS), ("augment", AUGMENTATIONS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid choices: "
+                                 f"{', '.join(valid)}")
+        if not DEVICE_PATTERN.match(str(self.device)):
+            raise ValueError(f"TrainConfig.device must be 'cpu', 'cuda' or 'cuda:N' (resolved, "
+                             f"not 'auto'), got {self.device!r}")
+        if int(self.warmup_steps) < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data; ``compile`` only when set, so eager cells keep the ids they always had."""
+        """Plain data; the options added after the first runs (compile, device, precision,
+        warm-up, augmentation) only when set away from their defaults, so earlier cells keep
+        the ids they always had."""
         data = asdict(self)
-        if not data["compile"]:
-            del data["compile"]
+        for name, default in OPTIONAL_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
         return data
+
+
+#: TrainConfig fields that enter a cell's settings (and id) only when not at these defaults
+OPTIONAL_DEFAULTS: dict[str, Any] = {"compile": False, "device": "cpu", "precision": "fp32",
+                                     "warmup_steps": 0, "augment": "none"}
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+|meta)$")
 
 
 class SpecError(ValueError):
