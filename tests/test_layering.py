@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).parents[1] / "flowbench"
 LAYERS = {
     "flowbench.layers": 0, "flowbench.flat": 0,
     "flowbench.distributions": 1, "flowbench.flow": 1,
-    "flowbench.specs": 2, "flowbench.hookspecs": 2, "flowbench.registry": 2, "flowbench.device": 2,
+    "flowbench.specs": 2, "flowbench.hookspecs": 2, "flowbench.registry": 2,
+    "flowbench.device": 2,
     "flowbench.suitefile": 2, "flowbench.search_spaces": 2,
     "flowbench.data": 3, "flowbench.api": 3,
     "flowbench.train": 4, "flowbench.compile": 4, "flowbench.measure": 4,
