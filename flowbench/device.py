@@ -100,7 +100,8 @@ def describe(device: str) -> str:
     return "CPU"
 
 
-def precision_context(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
+def precision_context(precision: str,
+                      device: str | torch.device) -> contextlib.AbstractContextManager:
     """The autocast region for the conditioner networks (``bf16``), else a no-op."""
     if precision != "bf16":
         return contextlib.nullcontext()
