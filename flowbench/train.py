@@ -83,7 +83,7 @@ def per_point_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
                 points.append(-log_prob)
     finally:
         flow.train(was_training)
-    return float(-total / data.shape[0]), torch.cat(points) if keep else None
+    return float(-total / data.shape[0]), torch.cat(points).cpu() if keep else None
 
 
 @dataclass

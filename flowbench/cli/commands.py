@@ -170,6 +170,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
             report=not args.no_report, tuned=args.tuned, storage=args.storage,
             compile=args.compile, backend=args.backend, scheduler=args.scheduler,
             cell_timeout=args.cell_timeout, registry=registry, say=message,
+            device=args.device, precision=args.precision,
             on_record=on_record,
             progress=not bar.disable and (args.jobs or default_jobs()) == 1, started=STARTED)
     finally:
@@ -221,7 +222,8 @@ def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
             bases=names(args.bases), trials=args.trials, timeout=args.timeout,
             storage=args.storage, pruner=args.pruner, steps=args.steps,
             results_dir=args.results_dir, jobs=args.jobs, backend=args.backend,
-            scheduler=args.scheduler, registry=registry, say=say, on_study=on_study)
+            scheduler=args.scheduler, registry=registry, say=say, on_study=on_study,
+            device=args.device, precision=args.precision)
     finally:
         bar.close()
     if tuning.interrupted:
