@@ -39,6 +39,7 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     import torch
 
+    from ..device import resolve_device
     from ..testing import check_registered, summarise
 
     torch.set_num_threads(1)
@@ -49,11 +50,13 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     except ValueError:
         raise UsageError(f"--shape takes integers like 2 or 3,4,4; got {args.shape!r}") from None
     hparams = dict(_parse_setting(item) for item in args.set)
+    device = resolve_device(args.device)
     report = check_registered(args.flow, args.base, shape, registry=registry, seed=args.seed,
-                              hparams=hparams)
+                              hparams=hparams, device=device)
     lines = report.results if args.verbose else summarise(report)
     print(f"flowbench check {args.flow} --base {args.base} --shape {args.shape}"
-          f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed})")
+          f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed}, "
+          f"on {device})")
     for line in lines:
         print(line)
     failures = summarise(type(report)(report.failures)) if report.failures else []
