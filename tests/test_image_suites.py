@@ -133,7 +133,8 @@ def test_suites_without_per_flow_settings_keep_their_cell_ids() -> None:
 def test_list_shows_the_suites_notes() -> None:
     result = flowbench_cli("list")
     assert result.returncode == 0, result.stderr
-    assert "mnist-small" in result.stdout and "cifar10: Differences from the papers" in result.stdout
+    assert "mnist-small" in result.stdout
+    assert "cifar10: Differences from the papers" in result.stdout
 
 
 @pytest.fixture(scope="module")
