@@ -120,12 +120,19 @@ CIFAR_NOTES = (
     "flowbench does not provide.")
 
 SMALL_NOTES = (
-    "The paper suites' families scaled down for a 2-core CPU (one seed, small conditioners, "
-    "{steps} steps). Measured here: {timing}. It is a smoke-sized comparison, far from the "
-    "papers' numbers; see the paper-size suite's notes for the recipes.")
+    "The paper suites' families scaled down for a 2-core CPU: one seed (a 2-core hour holds "
+    "one cell per flow; the paper-size suites keep 3 seeds for a spread), small conditioners, "
+    "the papers' batch sizes capped at 64, steps per flow {steps}. Projected from measured "
+    "30-step runs (not a measured total): {timing}. A smoke-sized comparison, far from the "
+    "papers' numbers; see the paper-size suite's notes for the recipes and differences.")
 
-#: measured on the 2-core development machine, 30-step runs of each cell (see README)
-MNIST_SMALL_TIMING = "PLACEHOLDER"
+#: measured with ``flowbench run --suite mnist-small --steps 30 --no-report -j 2`` on the 2-core
+#: development machine (load average about 5: other jobs shared the cores), random pixels in
+#: format-faithful files; seconds per optimisation step (median) and per validation pass
+MNIST_SMALL_TIMING = (
+    "0.65 s/step RealNVP, 0.15 Glow, 0.026 NICE; a validation pass over 10000 images 55 s, "
+    "10 s, 1 s; so about 52 min for RealNVP's cell on one worker, 37 min for NICE then Glow "
+    "on the other: about 55 min in all with -j 2")
 CIFAR_SMALL_TIMING = "PLACEHOLDER"
 
 MNIST_SMALL_FLOWS = {"nice": {"layers": 4, "width": 256, "depth": 3},
@@ -133,20 +140,26 @@ MNIST_SMALL_FLOWS = {"nice": {"layers": 4, "width": 256, "depth": 3},
                      "glow": {"levels": 2, "steps": 4, "hidden": 32, "blocks": 0}}
 CIFAR_SMALL_FLOWS = {"realnvp": {"scales": 2, "hidden": 16, "blocks": 1},
                      "glow": {"levels": 2, "steps": 4, "hidden": 32, "blocks": 0}}
-MNIST_SMALL_STEPS = 1500
-CIFAR_SMALL_STEPS = 1500
-SMALL_EVAL = {"eval_every": 250, "eval_batch_size": 1000, "init_batch_size": 256}
+#: (steps, eval_every) per flow, chosen from the timings above
+MNIST_SMALL_STEPS = {"nice": (20_000, 2000), "realnvp": (4000, 1000), "glow": (10_000, 1000)}
+CIFAR_SMALL_STEPS = {"realnvp": (4000, 1000), "glow": (10_000, 1000)}
+SMALL_EVAL = {"eval_batch_size": 1000, "init_batch_size": 256}
 SMALL_MEASURE = {"references": False, "speed_batch": 256, "speed_repeats": 2,
                  "logdet_dims": (2, 8), "logdet_repeats": 2, "linear_channels": (4, 16)}
 
 
-def _small_train(dataset: str, flow: str, steps: int) -> dict:
+def _small_train(dataset: str, flow: str, steps: dict[str, tuple[int, int]]) -> dict:
     recipe = _train(dataset, flow, small=True)
+    count, eval_every = steps[flow]
     # the papers' batch sizes, capped: one CPU thread per cell
     recipe["batch_size"] = min(recipe["batch_size"], 64)
     if "warmup_steps" in recipe:
-        recipe["warmup_steps"] = steps // 10
-    return {**SMALL_EVAL, **recipe, "steps": steps}
+        recipe["warmup_steps"] = count // 10
+    return {**SMALL_EVAL, **recipe, "steps": count, "eval_every": eval_every}
+
+
+def _steps_text(steps: dict[str, tuple[int, int]]) -> str:
+    return ", ".join(f"{flow} {count}" for flow, (count, _) in steps.items())
 
 
 def suites() -> list[SuiteSpec]:
@@ -187,7 +200,8 @@ def suites() -> list[SuiteSpec]:
             flow_train={f: _small_train("mnist", f, MNIST_SMALL_STEPS) for f in mnist_flows},
             flow_hparams=MNIST_SMALL_FLOWS, flow_preprocessing=nice_data,
             measure=SMALL_MEASURE,
-            notes=SMALL_NOTES.format(steps=MNIST_SMALL_STEPS, timing=MNIST_SMALL_TIMING),
+            notes=SMALL_NOTES.format(steps=_steps_text(MNIST_SMALL_STEPS),
+                                     timing=MNIST_SMALL_TIMING),
         ),
         SuiteSpec(
             name="cifar10-small",
@@ -197,6 +211,7 @@ def suites() -> list[SuiteSpec]:
             flow_train={f: _small_train("cifar10", f, CIFAR_SMALL_STEPS) for f in cifar_flows},
             flow_hparams=CIFAR_SMALL_FLOWS, flow_preprocessing=cifar_data,
             measure=SMALL_MEASURE,
-            notes=SMALL_NOTES.format(steps=CIFAR_SMALL_STEPS, timing=CIFAR_SMALL_TIMING),
+            notes=SMALL_NOTES.format(steps=_steps_text(CIFAR_SMALL_STEPS),
+                                     timing=CIFAR_SMALL_TIMING),
         ),
     ]
