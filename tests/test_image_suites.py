@@ -168,9 +168,10 @@ def test_mnist_small_nice_runs_from_local_files(mnist_dir, tmp_path) -> None:
 def test_mnist_small_every_flow_runs_from_local_files(mnist_dir, tmp_path) -> None:
     result = flowbench_cli("run", "--suite", "mnist-small", "--steps", "2", "--no-measure",
                            "--no-report", "--data-dir", str(mnist_dir), "--out",
-                           str(tmp_path / "run"), "-j", "2", timeout=1200)
+                           str(tmp_path / "run"), "-j", "2", "--device", "auto", timeout=1200)
     assert result.returncode == 0, result.stderr
     text = result.stderr + result.stdout
+    assert "(--device auto chose it)" in text
     for pair in ("nice/logistic", "realnvp/normal", "glow/normal"):
         assert f"mnist {pair} seed 0: ok" in text
     assert text.count("bits/dim") >= 3

@@ -133,12 +133,13 @@ MNIST_SMALL_TIMING = (
     "0.65 s/step RealNVP, 0.15 Glow, 0.026 NICE; a validation pass over 10000 images 55 s, "
     "10 s, 1 s; so about 52 min for RealNVP's cell on one worker, 37 min for NICE then Glow "
     "on the other: about 55 min in all with -j 2")
-#: same machine and command for cifar10-small: Glow measured; RealNVP's 30-step cell had not
-#: finished after 13 min (evaluating 60000 colour images at full resolution dominates it)
+#: same machine for cifar10-small (Glow: as above; RealNVP: ``--flows realnvp --steps 30 -j 1``
+#: from full-size format-faithful files, load average about 4)
 CIFAR_SMALL_TIMING = (
     "Glow 0.28 s/step, a validation pass over 5000 images 8 s, the final evaluation of all "
-    "splits 135 s, so about 50 min for its cell; RealNVP NOT yet calibrated (its 30-step run "
-    "took over 13 min, mostly evaluation), so this suite may well exceed an hour")
+    "splits 135 s; RealNVP 0.29 s/step, a validation pass 16 s, the final evaluation of all "
+    "60000 images 192 s; so about 50 min for Glow's cell and 44 min for RealNVP's, side by "
+    "side with -j 2: about 50-55 min in all")
 
 MNIST_SMALL_FLOWS = {"nice": {"layers": 4, "width": 256, "depth": 3},
                      "realnvp": {"scales": 2, "hidden": 16, "blocks": 1},
@@ -147,7 +148,7 @@ CIFAR_SMALL_FLOWS = {"realnvp": {"scales": 2, "hidden": 16, "blocks": 1},
                      "glow": {"levels": 2, "steps": 4, "hidden": 32, "blocks": 0}}
 #: (steps, eval_every) per flow, chosen from the timings above
 MNIST_SMALL_STEPS = {"nice": (20_000, 2000), "realnvp": (4000, 1000), "glow": (10_000, 1000)}
-CIFAR_SMALL_STEPS = {"realnvp": (2000, 1000), "glow": (10_000, 1000)}  # RealNVP: provisional
+CIFAR_SMALL_STEPS = {"realnvp": (8000, 1000), "glow": (10_000, 1000)}
 SMALL_EVAL = {"eval_batch_size": 1000, "init_batch_size": 256}
 SMALL_MEASURE = {"references": False, "speed_batch": 256, "speed_repeats": 2,
                  "logdet_dims": (2, 8), "logdet_repeats": 2, "linear_channels": (4, 16)}
