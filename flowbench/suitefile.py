@@ -73,6 +73,28 @@ def _table(path: Path, key: str, value: Any, valid: Mapping[str, Any] | None = N
     return dict(value)
 
 
+def _per_flow(path: Path, data: Mapping[str, Any], train_fields: Mapping[str, Any]
+              ) -> dict[str, Any]:
+    """``[flow_train.NAME]``, ``[flow_preprocessing.NAME]`` tables and ``[flow_bases]`` lists."""
+    options: dict[str, Any] = {}
+    flow_train = _table(path, "flow_train", data.get("flow_train", {}))
+    for name, settings in flow_train.items():
+        _table(path, f"flow_train.{name}", settings, train_fields)
+        try:
+            TrainConfig(**{**data.get("train", {}), **settings})
+        except (TypeError, ValueError) as error:
+            raise _fail(path, f"flow_train.{name}", str(error)) from None
+    options["flow_train"] = flow_train
+    flow_preprocessing = _table(path, "flow_preprocessing", data.get("flow_preprocessing", {}))
+    for name, settings in flow_preprocessing.items():
+        _table(path, f"flow_preprocessing.{name}", settings, PREPROCESSING_DEFAULTS)
+    options["flow_preprocessing"] = flow_preprocessing
+    flow_bases = _table(path, "flow_bases", data.get("flow_bases", {}))
+    options["flow_bases"] = {name: _names(path, f"flow_bases.{name}", bases)
+                             for name, bases in flow_bases.items()}
+    return options
+
+
 def read_suite_file(path: str | Path) -> SuiteSpec:
     """The ``SuiteSpec`` a suite file describes (names are checked by :func:`check_names`)."""
     path = Path(path)
@@ -122,6 +144,11 @@ def read_suite_file(path: str | Path) -> SuiteSpec:
         for name, settings in table.items():
             _table(path, f"{key}.{name}", settings)
         options[key] = table
+    options.update(_per_flow(path, data, train_fields))
+    if "notes" in data:
+        if not isinstance(data["notes"], str):
+            raise _fail(path, "notes", f"must be a string, got {data['notes']!r}")
+        options["notes"] = data["notes"]
     spec = SuiteSpec(**options)
     try:
         spec.validate()

@@ -173,3 +173,27 @@ def test_python_api_names_are_documented() -> None:
         assert f"flowbench.{name}" in section, name
     assert set(flowbench.__all__) >= {"run_suite", "tune_suite", "write_report", "Run"}
     assert textwrap.dedent(flowbench.run_suite.__doc__ or "").strip()
+
+
+def test_a_suite_file_holds_per_flow_recipes_notes_and_a_device(tmp_path: Path) -> None:
+    """Every data field of SuiteSpec is read from a suite file, none silently ignored."""
+    path = tmp_path / "recipes.toml"
+    top = 'seeds = [3]\nnotes = "NICE on its own base and batch"\ndevice = "cpu"\n'
+    path.write_text(SUITE.replace("seeds = [3]\n", top, 1) + textwrap.dedent('''
+        [flow_train.nice]
+        batch_size = 32
+
+        [flow_bases]
+        nice = ["normal"]
+
+        [flow_preprocessing.nice]
+        logit = false
+    '''))
+    spec = read_suite_file(path)
+    assert spec.notes.startswith("NICE") and spec.device == "cpu"
+    assert spec.flow_train == {"nice": {"batch_size": 32}}
+    assert spec.flow_bases == {"nice": ("normal",)}
+    assert spec.flow_preprocessing == {"nice": {"logit": False}}
+    path.write_text(SUITE + '\n[flow_train.nice]\nbatch_sise = 32\n')
+    with pytest.raises(SuiteFileError, match="flow_train.nice.batch_sise: unknown setting"):
+        read_suite_file(path)
