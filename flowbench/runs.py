@@ -23,6 +23,7 @@ import pandas as pd
 from . import metadata
 from .api import load_dataset
 from .backends import BackendError, Task, default_jobs, run_tasks
+from .checkpoint import minutes as checkpoint_minutes
 from .data.files import DataFileError, MissingReader
 from .plan import PlanError, RunPlan, plan_run
 from .registry import Registered, Registry, get_registry
@@ -204,7 +205,7 @@ def run_suite(
     backend: str = "local", scheduler: str | None = None, cell_timeout: float | None = None,
     registry: Registry | None = None, say: Say | None = None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
-    progress: bool = False, started: float | None = None,
+    progress: bool = False, started: float | None = None, checkpoint_every: float = 10.0,
 ) -> Run:
     """Train and evaluate every cell of ``suite`` (a registered name or a ``.toml`` suite
     file), record each as it finishes, then the baselines, the cost study and the report.
@@ -215,13 +216,19 @@ def run_suite(
     what finished is on disk and the returned run says ``interrupted``. ``say`` receives
     one-line messages, ``on_record(record, done, total)`` each finished cell; ``progress`` draws
     per-step bars for cells trained in this process; ``started`` (a ``time.perf_counter()``
-    value) counts the time before this call as start-up.
+    value) counts the time before this call as start-up. A cell in training saves its state
+    every ``checkpoint_every`` minutes (0: never) and at Ctrl-C to ``RUN/checkpoints/``, and
+    the next run of the same command continues it from there (see ``flowbench.checkpoint``).
     """
     import torch
 
     say = say or (lambda text: None)
     registry, suite = use_suite(registry or get_registry(), suite)
     jobs = _check_options(jobs, threads, steps, backend, scheduler, cell_timeout)
+    try:
+        checkpoint_minutes(checkpoint_every)
+    except ValueError as error:
+        raise PlanError(str(error)) from None
     torch.set_num_threads(threads)  # in-process cells and the cost measurements
     plan = plan_run(registry, suite, datasets, flows, bases, seeds, steps, measure=measure,
                     compile=compile)
@@ -258,7 +265,8 @@ def run_suite(
             run.records = execute(plan, store, jobs=jobs, threads=threads,
                                   retry_failed=retry_failed, progress=progress,
                                   on_record=on_record, cell_timeout=cell_timeout,
-                                  backend=backend, scheduler=scheduler)
+                                  backend=backend, scheduler=scheduler,
+                                  checkpoint_every=checkpoint_every)
             phase_done("training and evaluation")
             measure_costs(plan, store, registry, on_progress=lambda text: say(f"measuring {text}"))
             phase_done("cost study")
