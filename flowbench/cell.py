@@ -105,6 +105,7 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
             train_step_seconds_median=result.step_seconds[0],
             train_step_seconds_iqr=result.step_seconds[1], threads=torch.get_num_threads(),
             compiled=result.compiled, eval_seconds=result.eval_seconds, history=result.history,
+            resumed_from_step=result.resumed_from_step,
         )
         if result.status == "ok":
             _evaluate(flow, dataset, config.eval_batch_size, record)

@@ -108,10 +108,12 @@ class CheckpointPolicy:
             self._previous = signal.signal(signal.SIGINT, _deferred_interrupt)
 
     def end(self) -> None:
-        """Undo :meth:`begin`: Ctrl-C raises again, and a request it left is forgotten."""
+        """Undo :meth:`begin`: Ctrl-C raises again, and a stop request is forgotten — except
+        in a worker process, which must start no further cell once asked to stop."""
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+        if signal.getsignal(signal.SIGINT) is not worker_interrupt:
             _stop.clear()
 
     def after_step(self, state: Callable[[], dict[str, Any]]) -> float:

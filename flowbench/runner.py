@@ -119,6 +119,7 @@ def execute(
                 finished += 1
                 if on_record is not None:
                     on_record(record, finished, len(plan.cells))
+        store.tidy_checkpoints()
     return [done[c.cell_id] for c in plan.cells if c.cell_id in done]
 
 

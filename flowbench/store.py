@@ -25,6 +25,7 @@ holds ``REFERENCE-RUN.md`` is a committed reference run: it can be read, never w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -372,9 +373,17 @@ class RunStore:
             write_atomic(self.models / f"{cell_id}.pt", state)
 
     def drop_checkpoint(self, cell_id: str) -> None:
-        """Remove a cell's checkpoint (once its record is written: it is of no further use)."""
+        """Remove a cell's checkpoint, and any temporary file a killed save left of it (once
+        its record is written: they are of no further use)."""
         with self.writing():
             (self.checkpoints / f"{cell_id}.pt").unlink(missing_ok=True)
+            for leftover in self.checkpoints.glob(f".{cell_id}.pt.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def tidy_checkpoints(self) -> None:
+        """Remove the checkpoint folder if nothing is left in it (call when no cell trains)."""
+        with self.writing(), contextlib.suppress(OSError):
+            self.checkpoints.rmdir()
 
     # --- measurement tables --------------------------------------------------------------------
 

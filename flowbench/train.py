@@ -45,6 +45,8 @@ class FitResult:
     compiled: bool = False
     #: seconds spent on validation (model selection), not counted in ``train_seconds``
     eval_seconds: float = 0.0
+    #: the step of the checkpoint this fit continued from (0: it trained from the start)
+    resumed_from_step: int = 0
 
     @property
     def examples_per_second(self) -> float:
@@ -190,6 +192,7 @@ def fit(
     order, cursor = torch.randperm(train.shape[0], generator=generator), 0
     running, running_count, step, train_seconds = 0.0, 0, 0, 0.0
     step_seconds: list[float] = []
+    resumed_from_step = resumed["step"] if resumed is not None else 0
     elapsed, saving_seconds = 0.0, 0.0  # loop seconds of earlier sessions; checkpoint writes
 
     def training_state() -> dict[str, Any]:
@@ -294,7 +297,8 @@ def fit(
     flow.eval()
     return FitResult(status, step, best_step, best_val, train_seconds,
                      step * config.batch_size, config.batch_size, _after_warmup(step_seconds),
-                     history, message, compiled, first_eval_seconds + eval_seconds)
+                     history, message, compiled, first_eval_seconds + eval_seconds,
+                     resumed_from_step)
 
 
 def _loss_and_gradients(log_prob: Callable[[Tensor], Tensor], batch: Tensor,
