@@ -124,9 +124,11 @@ def _run_in_workers(tasks: list[Task], plugins: tuple[str, ...], workers: int
             pool.shutdown(wait=True)
         else:  # interrupted or failed: stop the workers now rather than after their cells
             processes = list(getattr(pool, "_processes", {}).values())
+            # started or queued for a worker; the others are cancelled (and never notify a wait)
+            running = [future for future, task in pending.items()
+                       if task.interruptible and future.running()]
             pool.shutdown(wait=False, cancel_futures=True)
-            _let_workers_checkpoint(processes, [future for future, task in pending.items()
-                                                if task.interruptible and not future.done()])
+            _let_workers_checkpoint(processes, running)
             for process in processes:
                 process.terminate()
             for process in processes:
@@ -138,13 +140,13 @@ def _let_workers_checkpoint(processes: list[Any], running: list[futures.Future],
     """Ask every worker (SIGINT: ``flowbench.checkpoint.worker_interrupt``) to save its cell's
     checkpoint at the end of the step and start no new cell; wait for the ``running``
     interruptible tasks to end, at most ``grace`` seconds or until a second Ctrl-C."""
-    if not running:
+    alive = [process for process in processes if process.is_alive()]
+    if not running or not alive:
         return
-    for process in processes:
-        if process.is_alive():
-            with contextlib.suppress(OSError):
-                os.kill(process.pid, signal.SIGINT)
-    sys.stderr.write(f"flowbench: letting {len(running)} cell(s) in flight save a checkpoint "
+    for process in alive:
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGINT)
+    sys.stderr.write(f"flowbench: letting {len(alive)} worker(s) save their cells' checkpoints "
                      f"(at most {grace:.0f} s; Ctrl-C again to stop at once)\n")
     with contextlib.suppress(KeyboardInterrupt):
         futures.wait(running, timeout=grace)

@@ -214,7 +214,7 @@ def test_ctrl_c_with_workers_checkpoints_their_cells(reference, tmp_path: Path) 
     process.send_signal(signal.SIGINT)  # the parent only: it signals its workers
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "save a checkpoint" in stderr
+    assert "save their cells' checkpoints" in stderr
     _resume_and_compare(out, reference, (0, 1), "--seeds", "0,1", "-j", "2")
 
 
