@@ -50,6 +50,9 @@ class Task:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     in_process: Mapping[str, Any] = field(default_factory=dict)
     interruptible: bool = False
+    #: Dask worker resources the task needs, e.g. ``{"GPU": 1}`` for a cell on a GPU: such a
+    #: task runs only on workers started with ``--resources "GPU=1"``, one per GPU at a time
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 def default_jobs() -> int:
@@ -163,6 +166,21 @@ def _check_reachable(scheduler: str) -> None:
         raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
 
 
+def _check_resources(client: Any, tasks: list[Task]) -> None:
+    """Refuse, rather than wait forever, when tasks need a resource no worker offers."""
+    needed = {name for task in tasks for name in task.resources}
+    if not needed:
+        return
+    workers = client.scheduler_info().get("workers", {}).values()
+    offered = {name for worker in workers for name in (worker.get("resources") or {})}
+    missing = sorted(needed - offered)
+    if missing:
+        raise BackendError(
+            f"cells need the Dask worker resource(s) {missing} (cells on a GPU need 'GPU'), "
+            f"but no worker of this cluster offers them; start one worker per GPU with e.g. "
+            f"CUDA_VISIBLE_DEVICES=0 dask worker SCHEDULER --nworkers 1 --resources \"GPU=1\"")
+
+
 def _run_on_dask(tasks: list[Task], scheduler: str | None) -> Iterator[tuple[Task, Any]]:
     """Each task becomes a Dask task on the cluster whose scheduler is at ``scheduler``.
     Workers need flowbench (and any plugin file, at the same path) installed."""
@@ -179,7 +197,9 @@ def _run_on_dask(tasks: list[Task], scheduler: str | None) -> Iterator[tuple[Tas
     except (OSError, TimeoutError) as error:
         raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     try:
-        submitted = {client.submit(task.function, *task.args, **task.kwargs, pure=False): task
+        _check_resources(client, tasks)
+        submitted = {client.submit(task.function, *task.args, **task.kwargs, pure=False,
+                                   resources=dict(task.resources) or None): task
                      for task in tasks}
         for future in as_completed(submitted):
             yield submitted[future], future.result()

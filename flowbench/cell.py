@@ -24,12 +24,13 @@ from .api import build_cell_flow, load_dataset
 from .checkpoint import CheckpointPolicy, minutes, stop_requested
 from .data.dataset import Dataset
 from .data.dequantise import DEQUANTISE_SEEDS
+from .device import describe, is_out_of_memory
 from .flow import Flow
 from .measure import tail_statistics, throughput
 from .plan import Cell
 from .registry import Registry, get_registry
 from .specs import TrainConfig
-from .train import evaluate_nll, fit, per_point_nll
+from .train import arithmetic, evaluate_nll, fit, per_point_nll
 
 #: the record key under which a cell returns its trained state dict (serialised bytes)
 MODEL_KEY = "_model_state"
@@ -91,9 +92,12 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         flow = build_cell_flow(asdict(cell), dataset, worker_registry(plugins))
         record["n_params"] = sum(p.numel() for p in flow.parameters() if p.requires_grad)
         record["setup_seconds"] = time.time() - started
-        remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
         config = TrainConfig(**cell.train)
-        result = fit(flow, dataset.train, dataset.val, config, seed=cell.seed,
+        record["device"] = describe(config.device)
+        # every split moves to the cell's device once; training and evaluation use them there
+        splits = {name: data.to(config.device) for name, data in dataset.splits().items()}
+        remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
+        result = fit(flow, splits["train"], splits["val"], config, seed=cell.seed,
                      progress=progress, description=cell.label(), timeout=remaining,
                      dequantise=dataset.levels is not None,
                      checkpoint=cell_checkpoint(cell, checkpoint_dir, checkpoint_every))
@@ -108,21 +112,26 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
             resumed_from_step=result.resumed_from_step,
         )
         if result.status == "ok":
-            _evaluate(flow, dataset, config.eval_batch_size, record)
-            if record["status"] == "ok" and speed is not None:
-                measuring = time.perf_counter()
-                record.update(throughput(flow, dataset.test, *speed))
-                record["speed_seconds"] = time.perf_counter() - measuring
+            with arithmetic(config):  # evaluated and timed as trained
+                _evaluate(flow, dataset, splits, config.eval_batch_size, record)
+                if record["status"] == "ok" and speed is not None:
+                    measuring = time.perf_counter()
+                    record.update(throughput(flow, splits["test"], *speed))
+                    record["speed_seconds"] = time.perf_counter() - measuring
             if record["status"] == "ok" and keep_model:
-                buffer = io.BytesIO()
-                torch.save(flow.state_dict(), buffer)
+                buffer = io.BytesIO()  # saved from the CPU: loadable on any machine
+                torch.save({k: v.cpu() for k, v in flow.state_dict().items()}, buffer)
                 record[MODEL_KEY] = buffer.getvalue()
     except Exception as error:  # noqa: BLE001 - a failing cell is recorded, the run goes on
         record["status"] = "failed"
         record["message"] = f"{type(error).__name__}: {error}"
+        if is_out_of_memory(error):
+            record["message"] = out_of_memory_message(cell, error)
         record["traceback"] = traceback.format_exc(limit=8)
     finally:
         torch.set_num_threads(previous_threads)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # what this cell held, for the next one on this GPU
     record["wall_seconds"] = time.time() - started
     return record
 
@@ -138,14 +147,26 @@ def cell_checkpoint(cell: Cell, folder: str | None, every: float) -> CheckpointP
                             on_interrupt=every > 0)
 
 
-def _evaluate(flow: Flow, dataset: Dataset, batch: int, record: dict[str, Any]) -> None:
+def out_of_memory_message(cell: Cell, error: BaseException) -> str:
+    """What ran out, and what to change: the batch sizes of this cell's settings."""
+    train = TrainConfig(**cell.train)
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return (f"out of memory on {train.device} (batch_size {train.batch_size}, eval_batch_size "
+            f"{train.eval_batch_size}): try a smaller batch, e.g. a suite file with "
+            f"train.batch_size = {max(1, train.batch_size // 2)} and train.eval_batch_size = "
+            f"{max(1, train.eval_batch_size // 2)}, or fewer/narrower layers "
+            f"({type(error).__name__}: {first})")
+
+
+def _evaluate(flow: Flow, dataset: Dataset, splits: dict[str, torch.Tensor], batch: int,
+              record: dict[str, Any]) -> None:
     """NLL of every split (bits/dim too for discrete data), the gap to the oracle, and the
     test split's per-point tail statistics; a non-finite test NLL makes the cell ``diverged``
     (it would otherwise be averaged into the tables)."""
     started = time.perf_counter()
     discrete = dataset.levels is not None
     dims = math.prod(dataset.event_shape)
-    for split, data in dataset.splits().items():
+    for split, data in splits.items():
         noise = DEQUANTISE_SEEDS[split] if discrete else None
         if split == "test":
             mean, points = per_point_nll(flow, data, batch, noise)

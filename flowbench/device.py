@@ -37,9 +37,11 @@ def available_devices() -> list[str]:
     return ["cpu"] + [f"cuda:{index}" for index in range(count)]
 
 
-def resolve_device(device: str | None) -> str:
+def resolve_device(device: str | None, here: bool = True) -> str:
     """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for ``device`` (``auto``/``None``: CUDA when
-    available); a :class:`DeviceError` naming the available devices if it does not exist here."""
+    available); a :class:`DeviceError` naming the available devices if it does not exist here.
+    With ``here=False`` (cells that run on other machines, e.g. Dask workers) a well-formed
+    ``cuda``/``cuda:N`` is taken as given."""
     text = "auto" if device is None else str(device).strip().lower()
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,6 +53,8 @@ def resolve_device(device: str | None) -> str:
         if index and not index.isdigit():
             raise DeviceError(f"device {device!r} is not valid; valid choices: "
                               f"{', '.join(DEVICE_CHOICES)} (available here: {available})")
+        if not here:
+            return text
         if not torch.cuda.is_available():
             raise DeviceError(f"device {device!r} asked for, but CUDA is not available on this "
                               f"machine (torch {torch.__version__}); available here: "
@@ -64,13 +68,16 @@ def resolve_device(device: str | None) -> str:
                       f"(available here: {available})")
 
 
-def check_precision(precision: str, device: str) -> str:
-    """``precision`` if ``device`` supports it, else a :class:`DeviceError` saying which do."""
+def check_precision(precision: str, device: str, here: bool = True) -> str:
+    """``precision`` if ``device`` supports it, else a :class:`DeviceError` saying which do
+    (``here=False``: only that the name is valid)."""
     from .specs import PRECISIONS
 
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r}; valid choices: "
                           f"{', '.join(PRECISIONS)}")
+    if not here:
+        return precision
     supported = supported_precisions(device)
     if precision not in supported:
         raise DeviceError(f"precision {precision!r} is not supported on {device} "

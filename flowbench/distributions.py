@@ -113,9 +113,12 @@ class GaussianMixture(Distribution):
 
     def sample(self, n: int, generator: torch.Generator | None = None,
                temperature: float = 1.0) -> Tensor:
-        weights = torch.softmax(self.logits.detach().cpu(), dim=0)
-        index = torch.multinomial(weights, n, replacement=True, generator=generator)
-        index = index.to(self.means.device)
+        # the component by inverse CDF of uniforms drawn like the noise (on the CPU, then
+        # moved): no copy of the weights to the host, the same draws on every device
+        uniform = torch.rand(n, generator=generator, dtype=self._like.dtype)
+        cumulative = torch.cumsum(torch.softmax(self.logits.detach(), dim=0), dim=0)
+        index = torch.searchsorted(cumulative, uniform.to(cumulative))
+        index = index.clamp_(max=self.components - 1)
         eps = _flat(self._randn(n, generator))
         flat = self.means[index] + temperature * torch.exp(self.log_scales[index]) * eps
         return flat.reshape(n, *self.event_shape)

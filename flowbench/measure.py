@@ -67,10 +67,17 @@ class Timing:
 
 
 def _run(fn: Callable[[], object], number: int) -> float:
+    _synchronise()
     start = time.perf_counter()
     for _ in range(number):
         fn()
+    _synchronise()  # GPU work is asynchronous: count it, not just its launch
     return time.perf_counter() - start
+
+
+def _synchronise() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _iqr(values: Sequence[float]) -> float:

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .device import check_precision, resolve_device
 from .registry import Registry
 from .specs import MEASURE_DEFAULTS, TrainConfig
 
@@ -101,12 +102,19 @@ def plan_run(
     measure: bool = True,
     tuned: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
     compile: bool = False,
+    device: str | None = None,
+    precision: str | None = None,
+    device_here: bool = True,
 ) -> RunPlan:
     """Resolve ``suite`` and the overrides; every name is checked before anything trains.
 
     ``tuned`` maps (dataset, flow, base) to a study's best settings (``flow_hparams``,
     ``base_hparams``, ``train``), which then replace the suite's for those cells. ``compile``
     trains every cell through ``torch.compile`` (a separate run: the cells' ids change).
+    ``device`` (default: the suite's, usually ``auto``) is resolved here, once, so every cell
+    names the device it trains on; with ``precision`` it enters the cells' settings (and ids)
+    when not ``cpu`` / ``fp32``. A device or precision this machine lacks is a ``DeviceError``
+    (``device_here=False``, for cells run elsewhere: only malformed names are).
     """
     spec = registry.spec("suite", suite)
     datasets = _pick(registry, "dataset", list(datasets or spec.datasets))
@@ -120,6 +128,9 @@ def plan_run(
         train["steps"] = int(steps)
     if compile:
         train["compile"] = True
+    train["device"] = resolve_device(device or spec.device, here=device_here)
+    train["precision"] = check_precision(precision or train.get("precision", "fp32"),
+                                         train["device"], here=device_here)
     try:
         train = TrainConfig(**train).as_dict()
     except (TypeError, ValueError) as error:
@@ -140,8 +151,10 @@ def plan_run(
         best = (tuned or {}).get((d, f, b))
         if best is None:
             return flow_hparams[f], base_hparams[b], train
-        tuned_train = TrainConfig(**{**train, **best["train"], **({"compile": True} if compile
-                                                                    else {})}).as_dict()
+        forced = {"device": train.get("device", "cpu"),
+                  "precision": train.get("precision", "fp32"),
+                  **({"compile": True} if compile else {})}
+        tuned_train = TrainConfig(**{**train, **best["train"], **forced}).as_dict()
         if steps is not None:
             tuned_train["steps"] = int(steps)
         return ({**flow_hparams[f], **best["flow_hparams"]},

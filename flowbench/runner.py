@@ -17,7 +17,7 @@ import torch
 from .backends import Task, run_tasks
 from .cell import MODEL_KEY, cached_dataset, run_cell, worker_registry
 from .measure import linear_cost, logdet_cost
-from .plan import RunPlan
+from .plan import Cell, RunPlan
 from .registry import Registry, UnknownNameError
 from .store import RunStore, jsonable
 
@@ -42,6 +42,11 @@ def run_references(dataset_name: str, data_seed: int, plugins: tuple[str, ...] =
                  "message": f"{type(error).__name__}: {error}"}]
     finally:
         torch.set_num_threads(previous)
+
+
+def cell_resources(cell: Cell) -> dict[str, float]:
+    """Dask resources of a cell: one ``GPU`` for a cell that trains on CUDA, none otherwise."""
+    return {"GPU": 1} if str(cell.train.get("device", "cpu")).startswith("cuda") else {}
 
 
 def published_rows(registry: Registry, datasets: Sequence[str]) -> list[dict[str, Any]]:
@@ -100,7 +105,8 @@ def execute(
                         "timeout": cell_timeout,
                         "checkpoint_dir": str(store.checkpoints.resolve()),
                         "checkpoint_every": checkpoint_every},
-                       in_process={"progress": progress}, interruptible=checkpoint_every > 0)
+                       in_process={"progress": progress}, interruptible=checkpoint_every > 0,
+                       resources=cell_resources(cell))
                   for cell in wanted]
         finished = len(plan.cells) - len(wanted)
         with contextlib.closing(

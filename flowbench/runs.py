@@ -25,6 +25,7 @@ from .api import load_dataset
 from .backends import BackendError, Task, default_jobs, run_tasks
 from .checkpoint import minutes as checkpoint_minutes
 from .data.files import DataFileError, MissingReader
+from .device import describe
 from .plan import PlanError, RunPlan, plan_run
 from .registry import Registered, Registry, get_registry
 from .runner import execute, measure_costs
@@ -182,14 +183,25 @@ def choose_folder(plan: RunPlan, config: dict[str, Any], out: Path | None, resul
     return folder, False
 
 
+def device_choice(plan: RunPlan, requested: str) -> dict[str, Any]:
+    """What the run's device is, what was asked for, and the line that says so."""
+    device = plan.train.get("device", "cpu")
+    precision = plan.train.get("precision", "fp32")
+    why = f" (--device {requested} chose it)" if requested == "auto" else ""
+    return {"device": device, "device_requested": requested, "device_name": describe(device),
+            "precision": precision,
+            "device_line": f"on {device} [{describe(device)}]{why}, precision {precision}"}
+
+
 def _tuned(plan: RunPlan, registry: Registry, storage: str, steps: int | None, measure: bool,
-           compile: bool) -> RunPlan:
+           compile: bool, device: str | None, precision: str | None) -> RunPlan:
     """The plan with every cell's settings replaced by its study's best trial."""
     combos = [(d, f, b) for d in plan.datasets for f in plan.flows for b in plan.bases]
     best = best_settings(storage, plan.suite, combos)
     tuned = plan_run(registry, plan.suite, list(plan.datasets), list(plan.flows),
                      list(plan.bases), list(plan.seeds), steps, measure=measure, tuned=best,
-                     compile=compile)
+                     compile=compile, device=plan.train.get("device", "cpu"),
+                     precision=precision, device_here=False)
     studies = {summary["study"]: summary for summary in best.values()}
     # recorded in config.json and reports: never a database password
     return dataclasses.replace(tuned, tuning={"storage": shown(storage), "studies": studies})
@@ -202,6 +214,7 @@ def run_suite(
     results_dir: str | Path = "results", fresh: bool = False, jobs: int | None = None,
     threads: int = 1, retry_failed: bool = False, measure: bool = True, report: bool = True,
     tuned: bool = False, storage: str | None = None, compile: bool = False,
+    device: str | None = None, precision: str | None = None,
     backend: str = "local", scheduler: str | None = None, cell_timeout: float | None = None,
     registry: Registry | None = None, say: Say | None = None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
@@ -216,14 +229,19 @@ def run_suite(
     what finished is on disk and the returned run says ``interrupted``. ``say`` receives
     one-line messages, ``on_record(record, done, total)`` each finished cell; ``progress`` draws
     per-step bars for cells trained in this process; ``started`` (a ``time.perf_counter()``
-    value) counts the time before this call as start-up. A cell in training saves its state
-    every ``checkpoint_every`` minutes (0: never) and at Ctrl-C to ``RUN/checkpoints/``, and
-    the next run of the same command continues it from there (see ``flowbench.checkpoint``).
+    value) counts the time before this call as start-up. ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``; default: the suite's) and ``precision`` (``fp32``, ``tf32``, ``bf16``)
+    choose the arithmetic (see ``flowbench.device``); a GPU run is a separate run. With no
+    ``jobs``, a GPU run uses one worker (raise it to share the GPU between processes). A cell
+    in training saves its state every ``checkpoint_every`` minutes (0: never) and at Ctrl-C to
+    ``RUN/checkpoints/``, and the next run of the same command continues it from there (see
+    ``flowbench.checkpoint``).
     """
     import torch
 
     say = say or (lambda text: None)
     registry, suite = use_suite(registry or get_registry(), suite)
+    gpu_default_jobs = jobs is None
     jobs = _check_options(jobs, threads, steps, backend, scheduler, cell_timeout)
     try:
         checkpoint_minutes(checkpoint_every)
@@ -231,13 +249,17 @@ def run_suite(
         raise PlanError(str(error)) from None
     torch.set_num_threads(threads)  # in-process cells and the cost measurements
     plan = plan_run(registry, suite, datasets, flows, bases, seeds, steps, measure=measure,
-                    compile=compile)
+                    compile=compile, device=device, precision=precision,
+                    device_here=backend != "dask")
     if tuned:
         storage = check_storage(storage or default_storage(Path(results_dir), plan.suite))
-        plan = _tuned(plan, registry, storage, steps, measure, compile)
+        plan = _tuned(plan, registry, storage, steps, measure, compile, device, precision)
     elif storage:
         raise PlanError("a storage is only used by tuned runs (and by tuning)")
     _check_datasets(registry, plan)
+    chosen = device_choice(plan, device or registry.spec("suite", suite).device)
+    if gpu_default_jobs and chosen["device"] != "cpu" and backend == "local":
+        jobs = 1
     config = {**plan.config(), "config_hash": plan.config_hash()}
     folder, resuming = choose_folder(plan, config, Path(out) if out else None,
                                      Path(results_dir), fresh)
@@ -256,11 +278,13 @@ def run_suite(
         store.check()
         if not resuming:
             store.write_config(config)
-        store.add_session_metadata(metadata.collect({"jobs": jobs, "threads": threads}))
+        store.add_session_metadata(metadata.collect({"jobs": jobs, "threads": threads,
+                                                     **chosen}))
         already = {r["cell_id"] for r in store.records()}
         done_before = sum(c.cell_id in already for c in plan.cells)
         say(f"{'resuming' if resuming else 'new'} run {folder}: {len(plan.cells)} cells "
-            f"({done_before} already finished), {min(jobs, len(plan.cells))} worker(s)")
+            f"({done_before} already finished), {min(jobs, len(plan.cells))} worker(s), "
+            f"{chosen['device_line']}")
         try:
             run.records = execute(plan, store, jobs=jobs, threads=threads,
                                   retry_failed=retry_failed, progress=progress,
@@ -295,7 +319,8 @@ def tune_suite(
     storage: str | None = None, pruner: str = "median", steps: int | None = None,
     results_dir: str | Path = "results", jobs: int | None = None, backend: str = "local",
     scheduler: str | None = None, registry: Registry | None = None, say: Say | None = None,
-    on_study: Callable[[dict[str, Any]], None] | None = None,
+    on_study: Callable[[dict[str, Any]], None] | None = None, device: str | None = None,
+    precision: str | None = None,
 ) -> Tuning:
     """One Optuna study per (dataset, flow, base) of ``suite``, continued until each has
     ``trials`` finished trials (see ``flowbench.tune``). The storage (default: a journal file
@@ -307,7 +332,8 @@ def tune_suite(
     jobs = _check_options(jobs, 1, steps, backend, scheduler)
     if trials < 1:
         raise PlanError(f"trials must be >= 1, got {trials}")
-    plan = plan_run(registry, suite, datasets, flows, bases, None, steps, measure=False)
+    plan = plan_run(registry, suite, datasets, flows, bases, None, steps, measure=False,
+                    device=device, precision=precision, device_here=backend != "dask")
     _check_datasets(registry, plan)
     if not registry.spec("suite", suite).train_space and not any(
             registry.spec("flow", f).search_space for f in plan.flows):
@@ -319,7 +345,9 @@ def tune_suite(
     names = list(dict.fromkeys(task.name for task in tasks))
     opened = prepare_storage(storage, names)
     where = f"dask {scheduler}" if backend == "dask" else f"{min(jobs, len(tasks))} worker(s)"
-    say(f"tuning {len(names)} studies ({trials} trials each) in {shown(storage)}, {where}")
+    chosen = device_choice(plan, device or registry.spec("suite", suite).device)
+    say(f"tuning {len(names)} studies ({trials} trials each) in {shown(storage)}, {where}, "
+        f"{chosen['device_line']}")
     latest: dict[str, dict[str, Any]] = {}
     interrupted = False
     try:

@@ -338,7 +338,10 @@ class SuiteSpec:
     ``train_space`` proposes training settings (keys of ``TrainConfig``: lr, batch_size,
     weight_decay, steps, ...) when tuning, like a flow's ``search_space``. ``preprocessing``
     overrides how discrete (image) data enter the flows (:data:`PREPROCESSING_DEFAULTS`:
-    ``logit``, ``alpha``); continuous data are always standardised.
+    ``logit``, ``alpha``); continuous data are always standardised. ``device`` is where the
+    suite's cells train unless ``--device`` says otherwise: ``auto`` (a GPU when there is one)
+    for models big enough to gain from it, ``cpu`` for tiny ones that train faster as one CPU
+    process per core than as many processes sharing one GPU.
     """
 
     name: str
@@ -354,9 +357,16 @@ class SuiteSpec:
     measure: Mapping[str, Any] = field(default_factory=dict)
     train_space: SearchSpace | None = None
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
 
     def validate(self) -> None:
         _check_common(self, "suite")
+        if self.device != "auto" and not DEVICE_PATTERN.match(str(self.device)):
+            raise SpecError(f"suite {self.name!r}: device {self.device!r} is not valid; valid "
+                            "choices: auto, cpu, cuda, cuda:N")
+        if "device" in self.train:
+            raise SpecError(f"suite {self.name!r}: set the device with SuiteSpec.device (or "
+                            "`device = ...` in a suite file), not in train")
         for attribute in ("datasets", "flows", "bases", "seeds"):
             value = getattr(self, attribute)
             if isinstance(value, str) or not value:

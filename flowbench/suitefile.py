@@ -103,6 +103,11 @@ def read_suite_file(path: str | Path) -> SuiteSpec:
         if not isinstance(data["data_seed"], int):
             raise _fail(path, "data_seed", f"must be an integer, got {data['data_seed']!r}")
         options["data_seed"] = data["data_seed"]
+    if "device" in data:
+        if not isinstance(data["device"], str):
+            raise _fail(path, "device", f"must be a string (auto, cpu, cuda or cuda:N), got "
+                                        f"{data['device']!r}")
+        options["device"] = data["device"]
     train_fields = {f.name: f for f in fields(TrainConfig)}
     options["train"] = _table(path, "train", data.get("train", {}), train_fields)
     try:

@@ -17,6 +17,7 @@ random perturbation of every parameter (identity-initialised couplings hide many
 from __future__ import annotations
 
 import copy
+import itertools
 import io
 import math
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ def _train_steps(flow: Flow, data: Tensor, steps: int, lr: float, seed: int) -> 
     flow.train()
     for _ in range(steps):
         index = torch.randint(0, data.shape[0], (min(256, data.shape[0]),), generator=generator)
+        index = index.to(data.device)
         loss = -flow.log_prob(data[index]).mean()
         optimiser.zero_grad()
         loss.backward()
@@ -129,8 +131,10 @@ def _grid(flow: Flow, points: int, samples: Tensor) -> tuple[Tensor, Tensor, flo
     centres = [(e[1:] + e[:-1]) / 2 for e in edges]
     mesh = torch.stack(torch.meshgrid(*centres, indexing="ij"), dim=-1).reshape(-1, 2)
     area = float((edges[0][1] - edges[0][0]) * (edges[1][1] - edges[1][0]))
+    device = next(itertools.chain(flow.parameters(), flow.buffers()), samples).device
     with torch.no_grad():
-        log_density = torch.cat([flow.log_prob(chunk) for chunk in mesh.split(65536)])
+        log_density = torch.cat([flow.log_prob(chunk.to(device)).cpu()
+                                 for chunk in mesh.split(65536)])
     return mesh, log_density, area, edges
 
 
@@ -138,14 +142,14 @@ def _density_checks(flow: Flow, stage: str, seed: int, norm_tol: float) -> list[
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         samples = flow.sample(40000, generator)
+        sample_log_density = flow.log_prob(samples).cpu()
+    samples = samples.cpu()  # the grid and the histogram are bookkeeping: on the CPU
     _, log_density, area, edges = _grid(flow, 400, samples)
     density_values = torch.exp(log_density)
     mass = float(density_values.sum() * area)
     results = [CheckResult("normalisation", stage, abs(mass - 1.0), norm_tol,
                            f"grid integral {mass:.5f}")]
     # E_q[log q] two ways: over the model's own samples, and integrated on the grid
-    with torch.no_grad():
-        sample_log_density = flow.log_prob(samples)
     monte_carlo = float(sample_log_density.mean())
     standard_error = float(sample_log_density.std() / math.sqrt(samples.shape[0]))
     integrated = float((density_values * log_density).nan_to_num().sum() * area)
@@ -186,27 +190,29 @@ def check_flow(
     norm_tol: float = 1e-2,
     per_layer: bool = True,
     density: bool | None = None,
+    device: str = "cpu",
 ) -> CheckReport:
     """Run every conformance check on a float64 copy of ``flow`` (the original is untouched).
 
     ``data`` (``(M, *event_shape)``) drives data-dependent initialisation and the training
     steps; by default a correlated, shifted Gaussian sample is used. ``density`` (grid
-    normalisation and histogram checks) defaults to on for 2-D flows.
+    normalisation and histogram checks) defaults to on for 2-D flows. ``device`` is where the
+    flow and the data are checked (random draws stay on the CPU, then move).
     """
-    flow = copy.deepcopy(flow).double()
+    flow = copy.deepcopy(flow).double().to(device)
     generator = torch.Generator().manual_seed(seed)
     shape = tuple(flow.event_shape)
     if data is None:
         raw = torch.randn((2048, *shape), generator=generator, dtype=torch.float64)
         data = 1.5 * raw + 0.5 * raw.roll(1, dims=1) + 0.3
-    data = data.double()
+    data = data.double().to(device)
     density = (shape == (2,)) if density is None else density
 
     flow.train()
     with torch.no_grad():
         flow(data[: min(1024, data.shape[0])])  # data-dependent initialisation
     flow.eval()
-    x = data[torch.randperm(data.shape[0], generator=generator)[:n]]
+    x = data[torch.randperm(data.shape[0], generator=generator)[:n].to(device)]
     report = CheckReport()
 
     for stage in ("init", "trained", "perturbed"):
@@ -307,7 +313,7 @@ def check_determinism(build: Callable[[int], Flow], data: Tensor, seed: int = 0,
 def check_registered(
     flow: str, base: str = "normal", event_shape: tuple[int, ...] = (2,), *,
     registry=None, data: Tensor | None = None, seed: int = 0, hparams: dict | None = None,
-    **options,
+    device: str = "cpu", **options,
 ) -> CheckReport:
     """Every check for a registered flow/base pair: ``check_flow`` (invertibility, log-det vs
     brute force per layer and overall, at init / trained / perturbed; in 2-D normalisation and
@@ -317,11 +323,13 @@ def check_registered(
 
     def build(build_seed: int) -> Flow:
         torch.manual_seed(build_seed)
-        return build_flow(flow, base, event_shape, registry=registry, **(hparams or {}))
+        return build_flow(flow, base, event_shape, registry=registry,
+                          **(hparams or {})).to(device)
 
     if data is None:
         data = default_check_data(event_shape, seed)
-    report = check_flow(build(seed), data, seed=seed, **options)
+    data = data.to(device)
+    report = check_flow(build(seed), data, seed=seed, device=device, **options)
     report.results += check_reload(build, data, seed)
     report.results += check_determinism(build, data, seed)
     return report

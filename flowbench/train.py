@@ -8,6 +8,7 @@ stops the fit with status ``diverged`` — such numbers are never averaged into 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -21,8 +22,10 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointPolicy, rng_state, set_rng_state
 from .compile import compile_log_prob, warn_eager
 from .data.dequantise import DEQUANTISE_SEEDS, dequantised
+from .device import matmul_precision
 from .flat import FlatParameters
 from .flow import Flow
+from .layers.precision import conditioner_precision
 from .specs import TrainConfig
 
 
@@ -73,7 +76,7 @@ def per_point_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
         data = dequantised(data, noise_seed)
     was_training = flow.training
     flow.eval()
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
     points = []
     try:
         for start in range(0, data.shape[0], batch_size):
@@ -83,7 +86,7 @@ def per_point_nll(flow: Flow, data: Tensor, batch_size: int = 8192,
                 points.append(-log_prob)
     finally:
         flow.train(was_training)
-    return float(-total / data.shape[0]), torch.cat(points) if keep else None
+    return float(-total / data.shape[0]), torch.cat(points).cpu() if keep else None
 
 
 @dataclass
@@ -164,11 +167,40 @@ def fit(
     """
     if config is None:
         config = TrainConfig()
+    with arithmetic(config):
+        return _fit(flow, train, val, config, seed, progress, description, on_eval, timeout,
+                    dequantise, checkpoint)
+
+
+def arithmetic(config: TrainConfig) -> contextlib.ExitStack:
+    """The precision region of ``config`` (``flowbench.device``): TensorFloat-32 switched on or
+    off for CUDA matmuls, and the conditioners' autocast dtype."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(matmul_precision(config.precision))
+    stack.enter_context(conditioner_precision(
+        torch.bfloat16 if config.precision == "bf16" else None))
+    return stack
+
+
+def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int, progress: bool,
+         description: str, on_eval: Callable[[dict[str, float]], None] | None,
+         timeout: float | None, dequantise: bool,
+         checkpoint: CheckpointPolicy | None = None) -> FitResult:
+    device = torch.device(config.device)
+    # the data move once per cell (a no-op when the caller already moved them)
+    flow.to(device)
+    train, val = train.to(device), val.to(device)
+    # permutations come from a CPU generator on every device (then move once per epoch); the
+    # dequantisation noise is drawn where the batch is: on the CPU by that same generator, as
+    # always, elsewhere by a generator on the device
     generator = torch.Generator().manual_seed(seed)
+    noise = generator if device.type == "cpu" else \
+        torch.Generator(device=device).manual_seed(seed)
     flow.train()
     with torch.no_grad():  # data-dependent initialisation (actnorm) on a generous batch
         init = torch.randperm(train.shape[0], generator=generator)[: config.init_batch_size]
-        flow(dequantised(train[init], seed) if dequantise else train[init])
+        init = train[init.to(device)]
+        flow(dequantised(init, seed) if dequantise else init)
     val_seed = DEQUANTISE_SEEDS["val"] if dequantise else None
 
     optimiser = adam(flow, config.lr, config.weight_decay)
@@ -189,7 +221,7 @@ def fit(
     history.append({"step": 0, "train_nll": float("nan"), "val_nll": best_val, "lr": config.lr})
     status, message, evals_since_best = "ok", "", 0
     eval_seconds = 0.0  # validation inside the loop, kept out of train_seconds
-    order, cursor = torch.randperm(train.shape[0], generator=generator), 0
+    order, cursor = torch.randperm(train.shape[0], generator=generator).to(device), 0
     running, running_count, step, train_seconds = 0.0, 0, 0, 0.0
     step_seconds: list[float] = []
     resumed_from_step = resumed["step"] if resumed is not None else 0
@@ -199,8 +231,9 @@ def fit(
         """Everything the loop needs to go on exactly as if it had not stopped."""
         return {"flow": flow.state_dict(), "optimizer": optimiser.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                "rng": rng_state(), "step": step, "cursor": cursor, "order": order.cpu(),
-                "best_state": best_state, "best_val": best_val, "best_step": best_step,
+                "noise": noise.get_state(), "rng": rng_state(), "step": step,
+                "cursor": cursor, "order": order.cpu(), "best_state": best_state,
+                "best_val": best_val, "best_step": best_step,
                 "evals_since_best": evals_since_best, "running": running,
                 "running_count": running_count, "history": history,
                 "step_seconds": step_seconds, "eval_seconds": eval_seconds,
@@ -212,6 +245,7 @@ def fit(
         optimiser.optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         generator.set_state(resumed["generator"])
+        noise.set_state(resumed["noise"])  # the same generator on the CPU
         set_rng_state(resumed["rng"])
         order = resumed["order"].to(order.device)
         (step, cursor, best_state, best_val, best_step, evals_since_best, running, running_count,
@@ -239,10 +273,12 @@ def fit(
                 message = f"exceeded the time limit of {timeout:g} s at step {step}"
                 break
             if cursor + config.batch_size > order.shape[0]:
-                order, cursor = torch.randperm(train.shape[0], generator=generator), 0
+                order = torch.randperm(train.shape[0], generator=generator).to(device)
+                cursor = 0
             batch = train[order[cursor : cursor + config.batch_size]]
             if dequantise:
-                batch = batch + torch.rand(batch.shape, generator=generator, dtype=batch.dtype)
+                batch = batch + torch.rand(batch.shape, generator=noise, dtype=batch.dtype,
+                                           device=device)
             cursor += config.batch_size
 
             if compiled and step == first_step:

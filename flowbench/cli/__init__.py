@@ -52,6 +52,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "this input cannot work": one line, exit 2, never a traceback."""
     from ..api import HyperparameterError
     from ..backends import BackendError
+    from ..device import DeviceError
     from ..plan import PlanError
     from ..registry import PluginError, UnknownNameError
     from ..runlock import RunLocked
@@ -62,7 +63,8 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from ..tune import StudyMissing
 
     return (UsageError, UnknownNameError, PlanError, SpecError, SuiteFileError, StoreError,
-            RunLocked, StorageError, BackendError, StudyMissing, HyperparameterError, PluginError)
+            RunLocked, StorageError, BackendError, StudyMissing, HyperparameterError, PluginError,
+            DeviceError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

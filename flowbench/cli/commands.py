@@ -40,6 +40,7 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     import torch
 
+    from ..device import resolve_device
     from ..testing import check_registered, summarise
 
     torch.set_num_threads(1)
@@ -50,11 +51,13 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     except ValueError:
         raise UsageError(f"--shape takes integers like 2 or 3,4,4; got {args.shape!r}") from None
     hparams = dict(_parse_setting(item) for item in args.set)
+    device = resolve_device(args.device)
     report = check_registered(args.flow, args.base, shape, registry=registry, seed=args.seed,
-                              hparams=hparams)
+                              hparams=hparams, device=device)
     lines = report.results if args.verbose else summarise(report)
     print(f"flowbench check {args.flow} --base {args.base} --shape {args.shape}"
-          f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed})")
+          f"{''.join(f' --set {s}' for s in args.set)} (float64, seed {args.seed}, "
+          f"on {device})")
     for line in lines:
         print(line)
     failures = summarise(type(report)(report.failures)) if report.failures else []
@@ -174,6 +177,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
             report=not args.no_report, tuned=args.tuned, storage=args.storage,
             compile=args.compile, backend=args.backend, scheduler=args.scheduler,
             cell_timeout=args.cell_timeout, registry=registry, say=message,
+            device=args.device, precision=args.precision,
             on_record=on_record, checkpoint_every=args.checkpoint_every,
             progress=not bar.disable and (args.jobs or default_jobs()) == 1, started=STARTED)
     finally:
@@ -225,7 +229,8 @@ def cmd_tune(args: argparse.Namespace, registry: Registry) -> int:
             bases=names(args.bases), trials=args.trials, timeout=args.timeout,
             storage=args.storage, pruner=args.pruner, steps=args.steps,
             results_dir=args.results_dir, jobs=args.jobs, backend=args.backend,
-            scheduler=args.scheduler, registry=registry, say=say, on_study=on_study)
+            scheduler=args.scheduler, registry=registry, say=say, on_study=on_study,
+            device=args.device, precision=args.precision)
     finally:
         bar.close()
     if tuning.interrupted:

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..backends import BACKENDS
 from ..pruners import PRUNERS
+from ..specs import PRECISIONS
 from ..storage import ACCEPTED
 
 
@@ -46,6 +47,21 @@ def _execution(parser: argparse.ArgumentParser, cell_timeout: bool = True) -> No
         parser.add_argument("--cell-timeout", type=float, metavar="SECONDS",
                             help="a cell still training after this long is recorded as "
                                  "'timeout' and the run goes on")
+
+
+def _device(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    parser.add_argument(
+        "--device", metavar="DEVICE", default=None,
+        help="auto, cpu, cuda or cuda:N (default: the suite's choice, auto for image suites: "
+             "CUDA when available, else CPU; cpu for suites of tiny models, which train "
+             "faster as one CPU process per core). A GPU run is a separate run")
+    if precision:
+        parser.add_argument(
+            "--precision", choices=PRECISIONS, default=None,
+            help="fp32 (default): float32 throughout; tf32: CUDA matmuls and convolutions "
+                 "may round inputs to TensorFloat-32; bf16: the conditioner networks run in "
+                 "bfloat16 autocast (log-dets, base densities and NLLs stay float32). A "
+                 "separate run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "uninterrupted run. Not part of a cell's settings. With --backend "
                           "dask a cell resumes on another worker only if the run folder is on a "
                           "filesystem shared with it; otherwise it starts over there")
+    _device(run)
     run.add_argument("--threads", type=int, default=1,
                      help="torch threads per cell (default 1: tiny models gain nothing from "
                           "more, and results then match for any --jobs)")
@@ -169,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--steps", type=int, help="override the suite's training steps")
     tune.add_argument("--results-dir", type=Path, default=Path("results"))
     _execution(tune, cell_timeout=False)
+    _device(tune)
 
     check = commands.add_parser(
         "check", help="run the conformance checks on a flow (yours, with -p, or a built-in)",
@@ -186,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="a hyperparameter, e.g. --set layers=2 (repeatable)")
     check.add_argument("--seed", type=int, default=0)
+    _device(check, precision=False)
     check.add_argument("-v", "--verbose", action="store_true",
                        help="one line per layer, not just the worst per check")
     return parser

@@ -15,6 +15,11 @@ DEQUANTISE_SEEDS = {"train": 1000, "val": 1001, "test": 1002}
 
 
 def dequantised(data: Tensor, seed: int) -> Tensor:
-    """``data + u`` with ``u ~ U[0, 1)`` fixed by ``seed``: integer-valued data made continuous."""
-    generator = torch.Generator().manual_seed(seed)
-    return data + torch.rand(data.shape, generator=generator, dtype=data.dtype)
+    """``data + u`` with ``u ~ U[0, 1)`` fixed by ``seed``: integer-valued data made continuous.
+    The noise is drawn on ``data``'s device by a generator there (on a GPU the draw differs
+    from the CPU's: a GPU run is a separate run)."""
+    if data.device.type == "meta":
+        return data + torch.rand(data.shape, dtype=data.dtype, device=data.device)
+    generator = torch.Generator(device=data.device).manual_seed(seed)
+    return data + torch.rand(data.shape, generator=generator, dtype=data.dtype,
+                             device=data.device)

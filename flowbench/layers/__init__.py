@@ -13,6 +13,7 @@ from .partition import (
     PARTITION_KINDS, IndexPartition, MaskPartition, Partition, alternating_partition,
 )
 from .permutation import Permutation
+from .precision import conditioned, conditioner_precision
 from .convnets import NORMS, ResNet, ResidualBlock, resnet_factory
 from .masks import channel_partition, checkerboard_mask
 from .multiscale import Multiscale
@@ -28,5 +29,5 @@ __all__ = [
     "MaskedLinear", "PARTITION_KINDS", "Partition",
     "Permutation", "Transform", "alternating_partition",
     "event_size", "flatten_layers", "make_activation", "mlp_factory", "random_rotation",
-    "spatial_size", "sum_except_batch",
+    "spatial_size", "sum_except_batch", "conditioned", "conditioner_precision",
 ]

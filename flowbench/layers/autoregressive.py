@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from .base import Transform
 from .conditioners import make_activation
 from .coupling import soft_clamp
+from .precision import conditioned
 
 
 def _as_order(order: Sequence[int] | Tensor, features: int) -> Tensor:
@@ -151,7 +152,7 @@ class MaskedAutoregressiveAffine(Transform):
                              f"(N, {self.features}), got {tuple(x.shape)}")
 
     def _scale_shift(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        raw_scale, shift = self.made(x).chunk(2, dim=1)
+        raw_scale, shift = conditioned(self.made, x).chunk(2, dim=1)
         return soft_clamp(raw_scale, self.scale_bound), shift
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .base import Transform, sum_except_batch
 from .partition import Partition
+from .precision import conditioned
 
 #: (in_features, out_features) -> network; ``out_features`` already counts every parameter.
 ConditionerFactory = Callable[[int, int], nn.Module]
@@ -41,7 +42,7 @@ class AdditiveCoupling(Transform):
         self.conditioner = conditioner(partition.in_features, partition.out_features)
 
     def _shift(self, x: Tensor) -> Tensor:
-        return self.partition.active(self.conditioner(self.partition.kept(x)))
+        return self.partition.active(conditioned(self.conditioner, self.partition.kept(x)))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z = self.partition.merge(x, self.partition.transformed(x) + self._shift(x))
@@ -66,7 +67,7 @@ class AffineCoupling(Transform):
         self.conditioner = conditioner(partition.in_features, 2 * partition.out_features)
 
     def _scale_shift(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        raw_scale, shift = self.conditioner(self.partition.kept(x)).chunk(2, dim=1)
+        raw_scale, shift = conditioned(self.conditioner, self.partition.kept(x)).chunk(2, dim=1)
         log_scale = soft_clamp(raw_scale, self.scale_bound)
         return self.partition.active(log_scale), self.partition.active(shift)
 

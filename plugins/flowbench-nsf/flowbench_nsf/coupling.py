@@ -11,6 +11,7 @@ from __future__ import annotations
 from flowbench.layers import Transform, sum_except_batch
 from flowbench.layers.coupling import ConditionerFactory
 from flowbench.layers.partition import Partition
+from flowbench.layers.precision import conditioned
 from torch import Tensor
 
 from .spline import (
@@ -61,7 +62,7 @@ class RationalQuadraticCoupling(Transform):
 
     def _spline_parameters(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Spline parameters shaped like the transformed part plus a trailing ``3K - 1`` axis."""
-        raw = self.conditioner(self.partition.kept(x))
+        raw = conditioned(self.conditioner, self.partition.kept(x))
         # (N, P * F, ...) -> (N, P, F, ...): parameter-major, so a mask (F, ...) broadcasts
         raw = raw.unflatten(1, (self.params_per_feature, -1))
         raw = self.partition.active(raw)

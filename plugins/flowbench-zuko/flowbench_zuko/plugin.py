@@ -16,6 +16,10 @@ from flowbench.specs import defaults_of
 
 from .families import FAMILIES
 
+#: tiny models train faster as one CPU process per core than as processes sharing a GPU
+#: (each step is a few hundred microsecond-sized kernels: launch-bound on a GPU)
+TINY_MODELS_DEVICE = "cpu"
+
 HIDDEN_CHOICES = ["32x32", "64x64", "128x128", "64x64x64"]
 
 
@@ -113,6 +117,7 @@ def libraries_suite(with_nsf: bool | None = None) -> SuiteSpec:
     flows = ours + theirs
     return SuiteSpec(
         name="libraries",
+        device=TINY_MODELS_DEVICE,
         description="flowbench's realnvp/glow/maf(/nsf) against zuko's realnvp/maf/nsf/naf at "
                     f"matched sizes ({LAYERS} layers, MLPs {WIDTH}x{DEPTH}) on 4 toy2d and 2 "
                     "tabular oracle datasets, normal base, 3 seeds",
