@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,6 +116,28 @@ def test_timeout_counts_the_training_time_of_earlier_sessions(moons, tmp_path: P
     assert result.status == "timeout" and result.best_step == 50
 
 
+def test_in_a_thread_as_on_a_dask_worker(moons, uninterrupted, tmp_path: Path) -> None:
+    """Dask runs cells in threads, where no signal handler can be set: periodic saves only."""
+    done: dict = {}
+    path = tmp_path / "cell.pt"
+    worker = threading.Thread(target=lambda: done.update(
+        fitted=_fit(moons, checkpoint=CheckpointPolicy(path, 1e-9, "cell"))))
+    worker.start()
+    worker.join()
+    _same(done["fitted"], uninterrupted)
+    assert torch.load(path, weights_only=True)["step"] == CONFIG.steps
+
+
+def test_no_run_folder_here_warns_once_and_trains_on(moons, uninterrupted, tmp_path: Path
+                                                     ) -> None:
+    """A Dask worker that does not share the run folder's filesystem: no checkpoints there."""
+    path = tmp_path / "elsewhere" / "checkpoints" / "cell.pt"
+    with pytest.warns(CheckpointWarning, match="trains on without checkpoints") as caught:
+        fitted = _fit(moons, checkpoint=CheckpointPolicy(path, 1e-9, "cell"))
+    assert len(caught) == 1 and not (tmp_path / "elsewhere").exists()
+    _same(fitted, uninterrupted)
+
+
 # --- real CLI processes ----------------------------------------------------------------------
 
 ARGS = ("run", "--suite", "smoke", "--datasets", "two_moons", "--flows", "realnvp", "--bases",
@@ -189,7 +212,7 @@ def test_sigkill_mid_cell_then_resume_is_exact(reference, tmp_path: Path) -> Non
     process = _start(out, "--seeds", "0", "-j", "1", "--checkpoint-every", "0.002")
     _wait_for_checkpoints(out, 1, process)
     process.kill()
-    process.wait()
+    process.communicate()  # also closes its pipes
     assert not (out / "cells.jsonl").is_file() or not _records(out)
     _resume_and_compare(out, reference, (0,), "--seeds", "0", "-j", "1")
 
@@ -218,12 +241,32 @@ def test_ctrl_c_with_workers_checkpoints_their_cells(reference, tmp_path: Path) 
     _resume_and_compare(out, reference, (0, 1), "--seeds", "0,1", "-j", "2")
 
 
+@pytest.mark.slow
+def test_killed_cell_resumes_on_a_dask_worker_sharing_the_folder(reference, tmp_path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    out = tmp_path / "run"
+    process = _start(out, "--seeds", "0", "-j", "1", "--checkpoint-every", "0.002")
+    _wait_for_checkpoints(out, 1, process)
+    process.kill()
+    process.communicate()  # also closes its pipes
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        run = flowbench.run_suite(
+            "smoke", datasets=["two_moons"], flows=["realnvp"], bases=["normal"], seeds=[0],
+            steps=1500, out=out, measure=False, report=False, backend="dask",
+            scheduler=cluster.scheduler_address, checkpoint_every=0.002)
+    [record] = run.records
+    assert record["resumed_from_step"] > 0
+    assert _numbers(json.loads(json.dumps(record))) == _numbers(reference[0])
+    assert not (out / "checkpoints").exists()
+
+
 def test_cell_timeout_counts_earlier_sessions_and_drops_the_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
     process = _start(out, "--seeds", "0", "-j", "1", "--checkpoint-every", "0.002")
     _wait_for_checkpoints(out, 1, process)
     process.kill()
-    process.wait()
+    process.communicate()  # also closes its pipes
     [path] = (out / "checkpoints").glob("*.pt")
     state = torch.load(path, weights_only=True)
     torch.save({**state, "elapsed": 3600.0}, path)  # as if the killed session trained an hour
