@@ -91,6 +91,29 @@ def _pick(registry: Registry, kind: str, names: Sequence[str]) -> tuple[str, ...
     return tuple(names)
 
 
+def _train_settings(train: Mapping[str, Any], label: str, steps: int | None,
+                    compile: bool) -> dict[str, Any]:
+    """A suite's (or one of its flows') training settings with the command-line overrides."""
+    train = dict(train)
+    if steps is not None:
+        train["steps"] = int(steps)
+    if compile:
+        train["compile"] = True
+    try:
+        return TrainConfig(**train).as_dict()
+    except (TypeError, ValueError) as error:
+        raise PlanError(f"training settings of suite {label!r}: {error}") from None
+
+
+def _paired(spec: Any, flow: str, bases: Sequence[str]) -> tuple[str, ...]:
+    """The bases ``flow`` is paired with: the suite's ``flow_bases`` among ``bases``; where none
+    of them is among ``bases`` (the user chose others), every one of ``bases``."""
+    allowed = spec.flow_bases.get(flow)
+    if allowed is None:
+        return tuple(bases)
+    return tuple(b for b in bases if b in allowed) or tuple(bases)
+
+
 def plan_run(
     registry: Registry,
     suite: str,
@@ -123,18 +146,18 @@ def plan_run(
     seeds = tuple(int(s) for s in (seeds if seeds is not None else spec.seeds))
     if not seeds:
         raise PlanError("at least one seed is needed")
-    train = dict(spec.train)
-    if steps is not None:
-        train["steps"] = int(steps)
-    if compile:
-        train["compile"] = True
-    train["device"] = resolve_device(device or spec.device, here=device_here)
-    train["precision"] = check_precision(precision or train.get("precision", "fp32"),
-                                         train["device"], here=device_here)
-    try:
-        train = TrainConfig(**train).as_dict()
-    except (TypeError, ValueError) as error:
-        raise PlanError(f"training settings of suite {suite!r}: {error}") from None
+    device_name = resolve_device(device or spec.device, here=device_here)
+
+    def settings_of(train: Mapping[str, Any], label: str) -> dict[str, Any]:
+        chosen = precision or train.get("precision", "fp32")
+        return _train_settings({**train, "device": device_name,
+                                "precision": check_precision(chosen, device_name,
+                                                             here=device_here)},
+                               label, steps, compile)
+
+    train = settings_of(spec.train, suite)
+    flow_train = {f: settings_of({**spec.train, **spec.flow_train[f]}, f"{suite}/{f}")
+                  for f in flows if f in spec.flow_train}
     for flow in flows:
         kinds = registry.spec("flow", flow).data_kinds
         for dataset in datasets:
@@ -150,20 +173,22 @@ def plan_run(
     def settings(d: str, f: str, b: str) -> tuple[dict, dict, dict]:
         best = (tuned or {}).get((d, f, b))
         if best is None:
-            return flow_hparams[f], base_hparams[b], train
-        forced = {"device": train.get("device", "cpu"),
-                  "precision": train.get("precision", "fp32"),
+            return flow_hparams[f], base_hparams[b], flow_train.get(f, train)
+        own = flow_train.get(f, train)
+        forced = {"device": own.get("device", "cpu"), "precision": own.get("precision", "fp32"),
                   **({"compile": True} if compile else {})}
-        tuned_train = TrainConfig(**{**train, **best["train"], **forced}).as_dict()
+        tuned_train = TrainConfig(**{**own, **best["train"], **forced}).as_dict()
         if steps is not None:
             tuned_train["steps"] = int(steps)
         return ({**flow_hparams[f], **best["flow_hparams"]},
                 {**base_hparams[b], **best["base_hparams"]}, tuned_train)
 
-    preprocessing = dict(spec.preprocessing)  # checked against PREPROCESSING_DEFAULTS by the spec
+    # checked against PREPROCESSING_DEFAULTS by the spec
+    preprocessing = {f: {**spec.preprocessing, **spec.flow_preprocessing.get(f, {})}
+                     for f in flows}
     cells = tuple(
-        Cell(suite, d, f, b, s, spec.data_seed, *settings(d, f, b), preprocessing)
-        for d in datasets for f in flows for b in bases for s in seeds
+        Cell(suite, d, f, b, s, spec.data_seed, *settings(d, f, b), preprocessing[f])
+        for d in datasets for f in flows for b in _paired(spec, f, bases) for s in seeds
     )
     measure_settings = {**MEASURE_DEFAULTS, **dict(spec.measure)}
     if not measure:

@@ -193,6 +193,7 @@ class Registry:
                     "description": entry.spec.description + (
                         f" [{entry.spec.pattern}]" if kind == "family" else ""),
                     "reference": getattr(entry.spec, "reference", ""),
+                    **({"notes": entry.spec.notes} if getattr(entry.spec, "notes", "") else {}),
                 })
         return records
 

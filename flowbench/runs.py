@@ -196,7 +196,7 @@ def device_choice(plan: RunPlan, requested: str) -> dict[str, Any]:
 def _tuned(plan: RunPlan, registry: Registry, storage: str, steps: int | None, measure: bool,
            compile: bool, device: str | None, precision: str | None) -> RunPlan:
     """The plan with every cell's settings replaced by its study's best trial."""
-    combos = [(d, f, b) for d in plan.datasets for f in plan.flows for b in plan.bases]
+    combos = list(dict.fromkeys((c.dataset, c.flow, c.base) for c in plan.cells))
     best = best_settings(storage, plan.suite, combos)
     tuned = plan_run(registry, plan.suite, list(plan.datasets), list(plan.flows),
                      list(plan.bases), list(plan.seeds), steps, measure=measure, tuned=best,

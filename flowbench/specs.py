@@ -338,10 +338,16 @@ class SuiteSpec:
     ``train_space`` proposes training settings (keys of ``TrainConfig``: lr, batch_size,
     weight_decay, steps, ...) when tuning, like a flow's ``search_space``. ``preprocessing``
     overrides how discrete (image) data enter the flows (:data:`PREPROCESSING_DEFAULTS`:
-    ``logit``, ``alpha``); continuous data are always standardised. ``device`` is where the
-    suite's cells train unless ``--device`` says otherwise: ``auto`` (a GPU when there is one)
-    for models big enough to gain from it, ``cpu`` for tiny ones that train faster as one CPU
-    process per core than as many processes sharing one GPU.
+    ``logit``, ``alpha``); continuous data are always standardised.
+
+    Per-flow recipes (a suite that follows several papers): ``flow_train`` maps a flow to
+    training settings that replace ``train``'s for that flow's cells; ``flow_preprocessing`` does
+    the same for ``preprocessing``; ``flow_bases`` maps a flow to the bases it is paired with (a
+    subset of ``bases``; flows not named are paired with every base). ``notes`` is free text
+    shown by ``flowbench list``: e.g. where a suite departs from the papers it follows.
+    ``device`` is where the suite's cells train unless ``--device`` says otherwise: ``auto`` (a
+    GPU when there is one) for models big enough to gain from it, ``cpu`` for tiny ones that
+    train faster as one CPU process per core than as many processes sharing one GPU.
     """
 
     name: str
@@ -357,6 +363,10 @@ class SuiteSpec:
     measure: Mapping[str, Any] = field(default_factory=dict)
     train_space: SearchSpace | None = None
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    flow_train: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    flow_preprocessing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    flow_bases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: str = ""
     device: str = "auto"
 
     def validate(self) -> None:
@@ -364,9 +374,20 @@ class SuiteSpec:
         if self.device != "auto" and not DEVICE_PATTERN.match(str(self.device)):
             raise SpecError(f"suite {self.name!r}: device {self.device!r} is not valid; valid "
                             "choices: auto, cpu, cuda, cuda:N")
-        if "device" in self.train:
+        if "device" in self.train or any("device" in t for t in self.flow_train.values()):
             raise SpecError(f"suite {self.name!r}: set the device with SuiteSpec.device (or "
                             "`device = ...` in a suite file), not in train")
+        if not isinstance(self.notes, str):
+            raise SpecError(f"suite {self.name!r}: notes must be a string")
+        for attribute in ("flow_train", "flow_preprocessing", "flow_bases"):
+            unknown = sorted(set(getattr(self, attribute)) - set(self.flows))
+            if unknown:
+                raise SpecError(f"suite {self.name!r}: {attribute} names flows not in the suite: "
+                                f"{unknown}; its flows: {list(self.flows)}")
+        for flow, bases in self.flow_bases.items():
+            if isinstance(bases, str) or not bases or not set(bases) <= set(self.bases):
+                raise SpecError(f"suite {self.name!r}: flow_bases[{flow!r}] must be a non-empty "
+                                f"subset of the suite's bases {list(self.bases)}, got {bases!r}")
         for attribute in ("datasets", "flows", "bases", "seeds"):
             value = getattr(self, attribute)
             if isinstance(value, str) or not value:
@@ -374,16 +395,20 @@ class SuiteSpec:
                     f"suite {self.name!r}: {attribute} must be a non-empty sequence, got {value!r}"
                 )
         valid = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(self.train) - valid)
-        if unknown:
-            raise SpecError(
-                f"suite {self.name!r}: unknown training settings {unknown}; valid: {sorted(valid)}"
-            )
+        for label, train in (("", self.train),
+                             *((f" (flow_train[{f!r}])", t) for f, t in self.flow_train.items())):
+            unknown = sorted(set(train) - valid)
+            if unknown:
+                raise SpecError(f"suite {self.name!r}: unknown training settings{label} "
+                                f"{unknown}; valid: {sorted(valid)}")
         if self.train_space is not None and not callable(self.train_space):
             raise SpecError(f"suite {self.name!r}: train_space must be callable or None")
-        for attribute, defaults in (("measure", MEASURE_DEFAULTS),
-                                    ("preprocessing", PREPROCESSING_DEFAULTS)):
-            unknown = sorted(set(getattr(self, attribute)) - set(defaults))
+        checked = [("measure", self.measure, MEASURE_DEFAULTS),
+                   ("preprocessing", self.preprocessing, PREPROCESSING_DEFAULTS)]
+        checked += [(f"flow_preprocessing[{f!r}]", options, PREPROCESSING_DEFAULTS)
+                    for f, options in self.flow_preprocessing.items()]
+        for attribute, options, defaults in checked:
+            unknown = sorted(set(options) - set(defaults))
             if unknown:
                 raise SpecError(f"suite {self.name!r}: unknown {attribute} settings {unknown}; "
                                 f"valid: {sorted(defaults)}")

@@ -26,7 +26,7 @@ from .device import matmul_precision
 from .flat import FlatParameters
 from .flow import Flow
 from .layers.precision import conditioner_precision
-from .specs import TrainConfig
+from .specs import AUGMENTATIONS, TrainConfig
 
 
 @dataclass
@@ -132,11 +132,45 @@ def adam(module: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> Optim
 
 
 def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    """The learning-rate factor per step: cosine decay (or constant), times a linear warm-up
+    over the first ``warmup_steps`` (Glow, arXiv:1807.03039, section 5)."""
     if config.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_factor(step, config.warmup_steps))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps)))
+        lambda step: warmup_factor(step, config.warmup_steps)
+        * 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps)))
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up: ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` optimiser
+    steps (step 0 is the first; never a zero learning rate), then 1."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
+
+
+def check_augment(augment: str, data: Tensor) -> None:
+    """A clear ``ValueError`` for an unknown augmentation or one that needs images."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; valid choices: {', '.join(AUGMENTATIONS)}")
+    if augment != "none" and data.dim() != 4:
+        raise ValueError(f"augment={augment!r} needs image data (N, C, H, W), data kind 'image'; "
+                         f"got data of shape {tuple(data.shape)} (vector data take 'none')")
+
+
+def augment_batch(batch: Tensor, augment: str, generator: torch.Generator) -> Tensor:
+    """``augment == "hflip"``: each image of ``batch`` (N, C, H, W) flipped along its width with
+    probability 1/2, the coins drawn from ``generator`` (RealNVP, arXiv:1605.08803, section 4.1,
+    flips CIFAR-10). ``"none"`` returns ``batch`` and draws nothing, so random streams stay as
+    they were."""
+    if augment == "none":
+        return batch
+    check_augment(augment, batch)
+    flip = torch.rand(batch.shape[0], generator=generator, device=generator.device) < 0.5
+    flip = flip.to(batch.device).view(-1, 1, 1, 1)
+    return torch.where(flip, batch.flip(-1), batch)
 
 
 def fit(
@@ -190,9 +224,10 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
     # the data move once per cell (a no-op when the caller already moved them)
     flow.to(device)
     train, val = train.to(device), val.to(device)
+    check_augment(config.augment, train)
     # permutations come from a CPU generator on every device (then move once per epoch); the
-    # dequantisation noise is drawn where the batch is: on the CPU by that same generator, as
-    # always, elsewhere by a generator on the device
+    # dequantisation noise and flip coins are drawn where the batch is: on the CPU by that same
+    # generator, as always, elsewhere by a generator on the device
     generator = torch.Generator().manual_seed(seed)
     noise = generator if device.type == "cpu" else \
         torch.Generator(device=device).manual_seed(seed)
@@ -275,7 +310,8 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
             if cursor + config.batch_size > order.shape[0]:
                 order = torch.randperm(train.shape[0], generator=generator).to(device)
                 cursor = 0
-            batch = train[order[cursor : cursor + config.batch_size]]
+            batch = augment_batch(train[order[cursor : cursor + config.batch_size]],
+                                  config.augment, noise)
             if dequantise:
                 batch = batch + torch.rand(batch.shape, generator=noise, dtype=batch.dtype,
                                            device=device)

@@ -9,7 +9,8 @@ import torch
 from torch import distributions as D
 
 from flowbench.distributions import (
-    DiagonalNormal, GaussianMixture, StandardNormal, bimodal, learnable_mixture,
+    DiagonalNormal, GaussianMixture, StandardLogistic, StandardNormal, bimodal,
+    learnable_mixture,
 )
 
 
@@ -81,3 +82,51 @@ def test_samples_follow_dtype_and_generator() -> None:
     a = base.sample(5, torch.Generator().manual_seed(7))
     b = base.sample(5, torch.Generator().manual_seed(7))
     assert a.dtype == torch.float64 and torch.equal(a, b)
+
+
+def test_logistic_density_integrates_to_one() -> None:
+    base = StandardLogistic((2,)).double()  # heavier tails than a Gaussian: a wider grid
+    axis = torch.linspace(-25, 25, 1001, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    mass = float(base.log_prob(grid).exp().sum() * (axis[1] - axis[0]) ** 2)
+    assert math.isclose(mass, 1.0, abs_tol=1e-3)
+
+
+def test_logistic_matches_the_formula_and_torch() -> None:
+    z = torch.randn(50, 1, 2, 3, dtype=torch.float64) * 4
+    # brute force: the logistic density e^-z / (1 + e^-z)^2, one element at a time
+    brute = torch.tensor([sum(float(-v - 2 * math.log1p(math.exp(-v))) for v in row.flatten())
+                          for row in z], dtype=torch.float64)
+    logistic = StandardLogistic((1, 2, 3)).double()
+    torch.testing.assert_close(logistic.log_prob(z), brute)
+    reference = D.TransformedDistribution(
+        D.Uniform(torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)),
+        [D.SigmoidTransform().inv])
+    torch.testing.assert_close(logistic.log_prob(z), reference.log_prob(z.reshape(50, 6)).sum(1))
+    # far tails stay finite (no exp overflow)
+    far = torch.full((1, 1, 2, 3), 1e4, dtype=torch.float64)
+    assert torch.isfinite(logistic.log_prob(far)).all()
+
+
+def test_logistic_sampling_moments_and_generator() -> None:
+    logistic = StandardLogistic((4,)).double()
+    draws = logistic.sample(200_000, torch.Generator().manual_seed(0))
+    assert draws.shape == (200_000, 4) and draws.dtype == torch.float64
+    assert torch.isfinite(draws).all()
+    # mean 0, variance pi^2 / 3, CDF at 1 is sigmoid(1)
+    assert abs(float(draws.mean())) < 0.02
+    assert float(draws.var()) == pytest.approx(math.pi**2 / 3, rel=0.02)
+    assert float((draws < 1).double().mean()) == pytest.approx(1 / (1 + math.exp(-1)), abs=0.005)
+    again = logistic.sample(200_000, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    assert float(logistic.sample(1000, torch.Generator().manual_seed(1), temperature=0.5)
+                 .abs().max()) < float(draws.abs().max())
+
+
+def test_logistic_is_registered_and_builds_a_flow() -> None:
+    import flowbench
+
+    flow = flowbench.build_flow("nice", "logistic", (1, 4, 4), layers=2, width=8)
+    x = torch.rand(3, 1, 4, 4)
+    assert flow.log_prob(x).shape == (3,)
+    assert flow.sample(2, torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)

@@ -91,10 +91,21 @@ def cmd_list(args: argparse.Namespace, registry: Registry) -> int:
         if rows:
             frame = pd.DataFrame(rows)[["name", "plugin", "description"]]
             print("  " + text_table(frame).replace("\n", "\n  "))
+            _print_notes(rows)
         print()
     if registry.problems:
         print(f"{len(registry.problems)} plugin problem(s), see the warnings above")
     return EXIT_OK
+
+
+def _print_notes(rows: list[dict[str, Any]]) -> None:
+    """Each item's ``notes`` (suites: where they depart from their papers), wrapped."""
+    import textwrap
+
+    for row in rows:
+        if row.get("notes"):
+            print(textwrap.fill(f"{row['name']}: {row['notes']}", width=100,
+                                initial_indent="\n  ", subsequent_indent="    "))
 
 
 def _cell_line(record: dict[str, Any], done: int, total: int) -> str:

@@ -1,10 +1,12 @@
-"""Built-in plugin: base distributions (standard normal, learnable diagonal Gaussian, the fixed
-bimodal base of the two-moons exercise, a learnable Gaussian mixture)."""
+"""Built-in plugin: base distributions (standard normal, standard logistic, learnable diagonal
+Gaussian, the fixed bimodal base of the two-moons exercise, a learnable Gaussian mixture)."""
 
 from __future__ import annotations
 
 from flowbench import BaseSpec, hookimpl
-from flowbench.distributions import DiagonalNormal, StandardNormal, bimodal, learnable_mixture
+from flowbench.distributions import (
+    DiagonalNormal, StandardLogistic, StandardNormal, bimodal, learnable_mixture,
+)
 from flowbench.specs import defaults_of
 
 
@@ -15,6 +17,11 @@ def flowbench_register_bases() -> list[BaseSpec]:
             name="normal", build=StandardNormal, defaults=defaults_of(StandardNormal),
             description="standard normal N(0, I)",
             reference="Dinh et al. 2015; Rezende & Mohamed 2015",
+        ),
+        BaseSpec(
+            name="logistic", build=StandardLogistic, defaults=defaults_of(StandardLogistic),
+            description="standard logistic, independent per dimension (NICE's MNIST prior)",
+            reference="Dinh, Krueger & Bengio 2015, arXiv:1410.8516, Table 1",
         ),
         BaseSpec(
             name="diag", build=DiagonalNormal, defaults=defaults_of(DiagonalNormal),

@@ -1,5 +1,6 @@
 """Built-in plugin: image datasets (scikit-learn's digits; MNIST, Fashion-MNIST and CIFAR-10 from
-files you already have) and the ``digits`` and ``digits-smoke`` suites.
+files you already have), the ``digits`` and ``digits-smoke`` suites, and the papers' image
+suites (``mnist``, ``cifar10`` and their ``-small`` CPU variants; see ``papers``).
 
 Pixels stay integers ``0..levels-1`` in the datasets; the runner dequantises them and the
 preprocessing rescales (and logit-transforms) them with their log-dets, so every NLL is in bits
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from flowbench import DatasetSpec, SuiteSpec, hookimpl
 from flowbench.data import images
+
+from . import papers
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28),
           "cifar10": (3, 32, 32)}
@@ -38,7 +41,8 @@ def flowbench_register_datasets() -> list[DatasetSpec]:
     return [
         DatasetSpec(name=name, load=loader,
                     description=images.DESCRIPTIONS[name], event_shape=SHAPES[name],
-                    kind="image", reference=REFERENCES[name])
+                    kind="image", reference=REFERENCES[name],
+                    published=papers.PUBLISHED.get(name, ()))
         for name, loader in images.IMAGE_DATASETS.items()
     ]
 
@@ -65,4 +69,5 @@ def flowbench_register_suites() -> list[SuiteSpec]:
                      "speed_batch": 256, "speed_repeats": 2,
                      "linear_channels": (4, 8)},
         ),
+        *papers.suites(),
     ]
