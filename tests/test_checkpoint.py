@@ -82,6 +82,24 @@ def test_stopped_and_continued_fit_is_exact(moons, uninterrupted, tmp_path: Path
     _same(resumed, uninterrupted)
 
 
+def test_images_with_warmup_flips_and_dequantisation_continue_exactly(tmp_path: Path) -> None:
+    """Every random stream of an image cell: dequantisation noise, flip coins, the warm-up."""
+    digits = flowbench.load_dataset("digits", 0)
+    config = TrainConfig(steps=60, eval_every=20, batch_size=32, warmup_steps=30,
+                         augment="hflip", init_batch_size=64, eval_batch_size=256)
+
+    def train(**options) -> tuple[Flow, FitResult]:
+        torch.manual_seed(0)
+        flow = flowbench.build_flow("glow", "normal", digits.event_shape, steps=2, hidden=8)
+        return flow, fit(flow, digits.train, digits.val, config, seed=1, dequantise=True,
+                         **options)
+
+    path = tmp_path / "cell.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(checkpoint=CheckpointPolicy(path, 0, "cell"), on_eval=_stop_at(20))
+    _same(train(checkpoint=CheckpointPolicy(path, 0, "cell")), train())
+
+
 def test_periodic_checkpoints_change_nothing(moons, uninterrupted, tmp_path: Path) -> None:
     path = tmp_path / "cell.pt"
     done = _fit(moons, checkpoint=CheckpointPolicy(path, 1e-9, "cell"))  # after every step
