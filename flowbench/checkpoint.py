@@ -93,7 +93,8 @@ class CheckpointPolicy:
 
     def _unusable(self, why: str) -> None:
         warnings.warn(f"checkpoint {self.path} {why}; the cell starts over (the file is "
-                      "replaced by its next checkpoint)", CheckpointWarning, stacklevel=3)
+                      "replaced by its next checkpoint, removed with its record)",
+                      CheckpointWarning, stacklevel=3)
         return None
 
     # --- writing --------------------------------------------------------------------------------
