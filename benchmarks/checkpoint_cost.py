@@ -7,8 +7,9 @@ on CIFAR-10's (3, 32, 32).
 Each model trains one real step through ``flowbench.train.fit`` with a checkpoint policy that
 saves after every step, so the file is exactly what a cell writes (model, best model, Adam,
 schedule, generators, permutation, curve). Digits use the real data and the suite's settings;
-CIFAR-10 uses random normal images (the state does not depend on the pixels) and a permutation
-of CIFAR-10's 50,000 training images. ``--folder`` picks the disk (default: a temporary folder).
+CIFAR-10 (RealNVP and Glow at their defaults, and at the ``cifar10`` suite's papers' sizes) uses
+random normal images (the state does not depend on the pixels) and a permutation of CIFAR-10's
+50,000 training images. ``--folder`` picks the disk (default: a temporary folder).
 Prints a markdown table.
 """
 
@@ -45,6 +46,13 @@ def _models(registry: flowbench.Registry):
                         init_batch_size=64)
     for flow in ("realnvp", "glow"):
         yield f"CIFAR-10 {flow}", flow, {}, CIFAR_SHAPE, train, val, small, False
+    papers = registry.spec("suite", "cifar10")  # the papers' sizes: a tiny batch keeps it quick
+    # a small learning rate: one step of a big model on noise must not diverge (no checkpoint)
+    tiny = TrainConfig(steps=1, eval_every=1, batch_size=4, eval_batch_size=8, init_batch_size=8,
+                       lr=1e-6, schedule="constant")
+    for flow in papers.flows:
+        yield (f"CIFAR-10 {flow}, cifar10 suite", flow, dict(papers.flow_hparams.get(flow, {})),
+               CIFAR_SHAPE, train[:8], val[:8], tiny, False)
 
 
 def measure(label: str, flow_name: str, hparams: dict, shape: tuple[int, ...], train, val,
