@@ -2,14 +2,17 @@
 
 A :class:`Task` is a picklable function call (a cell, a dataset's references, a study). Results
 come back as each task finishes, in whatever order; the caller records them. Local workers are
-spawned fresh (no inherited state), use one torch thread, ignore Ctrl-C (this process decides
-what an interrupt means and stops them) and exit by themselves if this process dies.
+spawned fresh (no inherited state), use one torch thread, never raise at Ctrl-C (this process
+decides what an interrupt means: when interrupted it signals them, waits at most
+:data:`CHECKPOINT_GRACE` seconds for the tasks that save a checkpoint then (cells, at the end of
+their step), and stops them) and exit by themselves if this process dies.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures as futures
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -26,6 +29,8 @@ from urllib.parse import urlparse
 BACKENDS = ("local", "dask")
 #: seconds to wait for a Dask scheduler that accepts the connection but does not answer
 SCHEDULER_TIMEOUT = 20.0
+#: seconds an interrupted run waits for its workers to checkpoint their cells and exit
+CHECKPOINT_GRACE = 60.0
 
 
 class BackendError(RuntimeError):
@@ -36,13 +41,15 @@ class BackendError(RuntimeError):
 class Task:
     """``function(*args, **kwargs)``, labelled ``kind`` for whoever collects the results.
     ``in_process`` adds keyword arguments only when the task runs in this process (a per-step
-    progress bar, which a worker could not draw)."""
+    progress bar, which a worker could not draw). An ``interruptible`` task saves a checkpoint
+    and stops when its worker gets SIGINT; an interrupted run waits for it to do so."""
 
     kind: str
     function: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     in_process: Mapping[str, Any] = field(default_factory=dict)
+    interruptible: bool = False
     #: Dask worker resources the task needs, e.g. ``{"GPU": 1}`` for a cell on a GPU: such a
     #: task runs only on workers started with ``--resources "GPU=1"``, one per GPU at a time
     resources: Mapping[str, float] = field(default_factory=dict)
@@ -78,8 +85,9 @@ def _init_worker(plugins: tuple[str, ...], parent: int) -> None:
     import torch
 
     from .cell import worker_registry
+    from .checkpoint import worker_interrupt
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    signal.signal(signal.SIGINT, worker_interrupt)  # a request to checkpoint, never a raise
     torch.set_num_threads(1)
     if sys.platform.startswith("linux"):
         try:
@@ -107,8 +115,10 @@ def _run_in_workers(tasks: list[Task], plugins: tuple[str, ...], workers: int
         initializer=_init_worker, initargs=(plugins, os.getpid()),
     )
     finished = False
+    pending: dict[futures.Future, Task] = {}  # known in ``finally`` even if a submit fails
     try:
-        pending = {pool.submit(task.function, *task.args, **task.kwargs): task for task in tasks}
+        pending.update({pool.submit(task.function, *task.args, **task.kwargs): task
+                        for task in tasks})
         for future in futures.as_completed(pending):
             yield pending[future], future.result()
         finished = True
@@ -117,11 +127,32 @@ def _run_in_workers(tasks: list[Task], plugins: tuple[str, ...], workers: int
             pool.shutdown(wait=True)
         else:  # interrupted or failed: stop the workers now rather than after their cells
             processes = list(getattr(pool, "_processes", {}).values())
+            # started or queued for a worker; the others are cancelled (and never notify a wait)
+            running = [future for future, task in pending.items()
+                       if task.interruptible and future.running()]
             pool.shutdown(wait=False, cancel_futures=True)
+            _let_workers_checkpoint(processes, running)
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.join(timeout=10)
+
+
+def _let_workers_checkpoint(processes: list[Any], running: list[futures.Future],
+                            grace: float = CHECKPOINT_GRACE) -> None:
+    """Ask every worker (SIGINT: ``flowbench.checkpoint.worker_interrupt``) to save its cell's
+    checkpoint at the end of the step and start no new cell; wait for the ``running``
+    interruptible tasks to end, at most ``grace`` seconds or until a second Ctrl-C."""
+    alive = [process for process in processes if process.is_alive()]
+    if not running or not alive:
+        return
+    for process in alive:
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGINT)
+    sys.stderr.write(f"flowbench: letting {len(alive)} worker(s) save their cells' checkpoints "
+                     f"(at most {grace:.0f} s; Ctrl-C again to stop at once)\n")
+    with contextlib.suppress(KeyboardInterrupt):
+        futures.wait(running, timeout=grace)
 
 
 def _check_reachable(scheduler: str) -> None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import math
 import time
 import traceback
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .api import build_cell_flow, load_dataset
+from .checkpoint import CheckpointPolicy, minutes, stop_requested
 from .data.dataset import Dataset
 from .data.dequantise import DEQUANTISE_SEEDS
 from .device import describe, is_out_of_memory
@@ -60,13 +63,19 @@ def _finite_or_nan(value: float) -> float:
 
 def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
              threads: int = 1, progress: bool = False,
-             speed: tuple[int, int] | None = (4096, 5), timeout: float | None = None
+             speed: tuple[int, int] | None = (4096, 5), timeout: float | None = None,
+             checkpoint_dir: str | None = None, checkpoint_every: float = 0.0
              ) -> dict[str, Any]:
-    """Train and evaluate one cell; never raises for a failing cell (status ``failed``).
+    """Train and evaluate one cell; never raises for a failing cell (status ``failed``), only
+    ``KeyboardInterrupt`` when asked to stop.
     ``speed`` is ``(batch, repeats)`` of the throughput measurement, or ``None`` for none.
     ``timeout`` (seconds for the whole cell) ends training early with status ``timeout``.
     With ``keep_model`` the trained state dict comes back (serialised) under :data:`MODEL_KEY`,
-    so whichever machine ran the cell, the run folder's owner saves it."""
+    so whichever machine ran the cell, the run folder's owner saves it. With
+    ``checkpoint_dir`` training continues from ``<dir>/<cell_id>.pt`` if there is one and saves
+    there every ``checkpoint_every`` minutes (0: never) and when interrupted."""
+    if stop_requested():  # a worker told to stop starts no further cell
+        raise KeyboardInterrupt("stop requested before the cell started")
     started = time.time()
     record: dict[str, Any] = {
         "cell_id": cell.cell_id, **asdict(cell), "status": "failed", "message": "",
@@ -90,7 +99,8 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
         remaining = None if timeout is None else max(0.0, timeout - (time.time() - started))
         result = fit(flow, splits["train"], splits["val"], config, seed=cell.seed,
                      progress=progress, description=cell.label(), timeout=remaining,
-                     dequantise=dataset.levels is not None)
+                     dequantise=dataset.levels is not None,
+                     checkpoint=cell_checkpoint(cell, checkpoint_dir, checkpoint_every))
         record.update(
             status=result.status, message=result.message, steps_done=result.steps_done,
             best_step=result.best_step, best_val_nll=result.best_val_nll,
@@ -99,6 +109,7 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
             train_step_seconds_median=result.step_seconds[0],
             train_step_seconds_iqr=result.step_seconds[1], threads=torch.get_num_threads(),
             compiled=result.compiled, eval_seconds=result.eval_seconds, history=result.history,
+            resumed_from_step=result.resumed_from_step,
         )
         if result.status == "ok":
             with arithmetic(config):  # evaluated and timed as trained
@@ -123,6 +134,17 @@ def run_cell(cell: Cell, keep_model: bool = True, plugins: tuple[str, ...] = (),
             torch.cuda.empty_cache()  # what this cell held, for the next one on this GPU
     record["wall_seconds"] = time.time() - started
     return record
+
+
+def cell_checkpoint(cell: Cell, folder: str | None, every: float) -> CheckpointPolicy | None:
+    """The checkpoint policy of ``cell`` in ``folder`` (``None``: no folder, no checkpoints),
+    saving every ``every`` minutes and at an interrupt; with ``every`` 0 nothing is saved, but
+    a checkpoint left by an earlier session is still continued from."""
+    if folder is None:
+        return None
+    identity = json.dumps({"cell_id": cell.cell_id, **asdict(cell)}, sort_keys=True, default=str)
+    return CheckpointPolicy(Path(folder) / f"{cell.cell_id}.pt", minutes(every), identity,
+                            on_interrupt=every > 0)
 
 
 def out_of_memory_message(cell: Cell, error: BaseException) -> str:

@@ -75,13 +75,16 @@ def execute(
     cell_timeout: float | None = None,
     backend: str = "local",
     scheduler: str | None = None,
+    checkpoint_every: float = 10.0,
 ) -> list[dict[str, Any]]:
     """Run every cell of ``plan`` not yet finished in ``store`` (and the reference baselines of
     datasets that lack them, when the plan asks for them); return all records of the plan.
 
     ``on_record(record, done, total)`` is called after each cell is on disk. ``backend="dask"``
     sends every task to the Dask scheduler at ``scheduler`` instead of ``jobs`` local
-    processes. ``progress`` draws a per-step bar for cells trained in this process.
+    processes. ``progress`` draws a per-step bar for cells trained in this process. Cells save
+    their training state to ``RUN/checkpoints/`` every ``checkpoint_every`` minutes (0: never)
+    and at Ctrl-C, continue from it when rerun, and lose it once their record is written.
     """
     with store.writing():
         # papers' numbers as the plugins give them now, beside (never among) the measurements
@@ -99,7 +102,10 @@ def execute(
             if plan.measure.get("speed", True) else None
         tasks += [Task("cell", run_cell, (cell,),
                        {"plugins": plan.plugins, "threads": threads, "speed": speed,
-                        "timeout": cell_timeout}, in_process={"progress": progress},
+                        "timeout": cell_timeout,
+                        "checkpoint_dir": str(store.checkpoints.resolve()),
+                        "checkpoint_every": checkpoint_every},
+                       in_process={"progress": progress}, interruptible=checkpoint_every > 0,
                        resources=cell_resources(cell))
                   for cell in wanted]
         finished = len(plan.cells) - len(wanted)
@@ -114,10 +120,12 @@ def execute(
                     store.save_model(result["cell_id"], state)
                 record = jsonable(result)  # exactly what a later resume reads back (NaN -> None)
                 store.append(record)
+                store.drop_checkpoint(record["cell_id"])
                 done[record["cell_id"]] = record
                 finished += 1
                 if on_record is not None:
                     on_record(record, finished, len(plan.cells))
+        store.tidy_checkpoints()
     return [done[c.cell_id] for c in plan.cells if c.cell_id in done]
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from . import metadata
 from .api import load_dataset
 from .backends import BackendError, Task, default_jobs, run_tasks
+from .checkpoint import minutes as checkpoint_minutes
 from .data.files import DataFileError, MissingReader
 from .device import describe
 from .plan import PlanError, RunPlan, plan_run
@@ -217,7 +218,7 @@ def run_suite(
     backend: str = "local", scheduler: str | None = None, cell_timeout: float | None = None,
     registry: Registry | None = None, say: Say | None = None,
     on_record: Callable[[dict[str, Any], int, int], None] | None = None,
-    progress: bool = False, started: float | None = None,
+    progress: bool = False, started: float | None = None, checkpoint_every: float = 10.0,
 ) -> Run:
     """Train and evaluate every cell of ``suite`` (a registered name or a ``.toml`` suite
     file), record each as it finishes, then the baselines, the cost study and the report.
@@ -231,7 +232,10 @@ def run_suite(
     value) counts the time before this call as start-up. ``device`` (``auto``, ``cpu``,
     ``cuda``, ``cuda:N``; default: the suite's) and ``precision`` (``fp32``, ``tf32``, ``bf16``)
     choose the arithmetic (see ``flowbench.device``); a GPU run is a separate run. With no
-    ``jobs``, a GPU run uses one worker (raise it to share the GPU between processes).
+    ``jobs``, a GPU run uses one worker (raise it to share the GPU between processes). A cell
+    in training saves its state every ``checkpoint_every`` minutes (0: never) and at Ctrl-C to
+    ``RUN/checkpoints/``, and the next run of the same command continues it from there (see
+    ``flowbench.checkpoint``).
     """
     import torch
 
@@ -239,6 +243,10 @@ def run_suite(
     registry, suite = use_suite(registry or get_registry(), suite)
     gpu_default_jobs = jobs is None
     jobs = _check_options(jobs, threads, steps, backend, scheduler, cell_timeout)
+    try:
+        checkpoint_minutes(checkpoint_every)
+    except ValueError as error:
+        raise PlanError(str(error)) from None
     torch.set_num_threads(threads)  # in-process cells and the cost measurements
     plan = plan_run(registry, suite, datasets, flows, bases, seeds, steps, measure=measure,
                     compile=compile, device=device, precision=precision,
@@ -281,7 +289,8 @@ def run_suite(
             run.records = execute(plan, store, jobs=jobs, threads=threads,
                                   retry_failed=retry_failed, progress=progress,
                                   on_record=on_record, cell_timeout=cell_timeout,
-                                  backend=backend, scheduler=scheduler)
+                                  backend=backend, scheduler=scheduler,
+                                  checkpoint_every=checkpoint_every)
             phase_done("training and evaluation")
             measure_costs(plan, store, registry, on_progress=lambda text: say(f"measuring {text}"))
             phase_done("cost study")

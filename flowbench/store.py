@@ -7,6 +7,8 @@ Layout of ``results/<suite>-<timestamp>/`` (or any folder you choose)::
     cells.jsonl     one JSON line per finished cell, appended and fsync'ed as each cell ends
     results.csv     one row per finished cell (rewritten atomically after each cell)
     models/         the trained state dict of each ok cell, ``<cell_id>.pt``
+    checkpoints/    the training state of unfinished cells, ``<cell_id>.pt`` (written by whoever
+                    trains the cell, removed with its record written; ``flowbench.checkpoint``)
     references.*    baseline NLLs per dataset (``.jsonl`` appended, ``.csv`` rewritten)
     published.json  papers' numbers for the run's datasets (``DatasetSpec.published``), if any
     logdet_cost.*   log-det cost per flow and dimension; linear_cost.*: LU vs plain 1x1 conv
@@ -23,6 +25,7 @@ holds ``REFERENCE-RUN.md`` is a committed reference run: it can be read, never w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +42,8 @@ from .runlock import RunLock
 CONFIG, METADATA, RECORDS, TABLE, MODELS, REPORT = (
     "config.json", "metadata.json", "cells.jsonl", "results.csv", "models", "report.html",
 )
+#: training state of unfinished cells (see ``flowbench.checkpoint``)
+CHECKPOINTS = "checkpoints"
 #: papers' numbers on the run's datasets, as the plugins gave them when the run (re)started
 PUBLISHED = "published.json"
 #: the file that marks a committed, read-only reference run
@@ -225,6 +230,10 @@ class RunStore:
     def models(self) -> Path:
         return self.path / MODELS
 
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
     def exists(self) -> bool:
         return (self.path / CONFIG).is_file()
 
@@ -362,6 +371,19 @@ class RunStore:
         """A cell's serialised state dict, atomically (a record on disk implies its model)."""
         with self.writing():
             write_atomic(self.models / f"{cell_id}.pt", state)
+
+    def drop_checkpoint(self, cell_id: str) -> None:
+        """Remove a cell's checkpoint, and any temporary file a killed save left of it (once
+        its record is written: they are of no further use)."""
+        with self.writing():
+            (self.checkpoints / f"{cell_id}.pt").unlink(missing_ok=True)
+            for leftover in self.checkpoints.glob(f".{cell_id}.pt.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def tidy_checkpoints(self) -> None:
+        """Remove the checkpoint folder if nothing is left in it (call when no cell trains)."""
+        with self.writing(), contextlib.suppress(OSError):
+            self.checkpoints.rmdir()
 
     # --- measurement tables --------------------------------------------------------------------
 

@@ -13,12 +13,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checkpoint import CheckpointPolicy, rng_state, set_rng_state
 from .compile import compile_log_prob, warn_eager
 from .data.dequantise import DEQUANTISE_SEEDS, dequantised
 from .device import matmul_precision
@@ -47,6 +48,8 @@ class FitResult:
     compiled: bool = False
     #: seconds spent on validation (model selection), not counted in ``train_seconds``
     eval_seconds: float = 0.0
+    #: the step of the checkpoint this fit continued from (0: it trained from the start)
+    resumed_from_step: int = 0
 
     @property
     def examples_per_second(self) -> float:
@@ -181,6 +184,7 @@ def fit(
     on_eval: Callable[[dict[str, float]], None] | None = None,
     timeout: float | None = None,
     dequantise: bool = False,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> FitResult:
     """Train ``flow`` in place by maximum likelihood and leave it at its best validation checkpoint.
 
@@ -191,12 +195,15 @@ def fit(
     ``dequantise`` (integer-valued data) every minibatch gets fresh uniform noise and the
     validation split a fixed draw.
     ``on_eval`` is called with each history row (step, train_nll, val_nll, lr).
+    With ``checkpoint`` the whole training state is saved now and then and at Ctrl-C, and a
+    saved one is continued from: the result is then exactly that of an uninterrupted fit
+    (``timeout`` counts the training time of earlier sessions too).
     """
     if config is None:
         config = TrainConfig()
     with arithmetic(config):
         return _fit(flow, train, val, config, seed, progress, description, on_eval, timeout,
-                    dequantise)
+                    dequantise, checkpoint)
 
 
 def arithmetic(config: TrainConfig) -> contextlib.ExitStack:
@@ -211,7 +218,8 @@ def arithmetic(config: TrainConfig) -> contextlib.ExitStack:
 
 def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int, progress: bool,
          description: str, on_eval: Callable[[dict[str, float]], None] | None,
-         timeout: float | None, dequantise: bool) -> FitResult:
+         timeout: float | None, dequantise: bool,
+         checkpoint: CheckpointPolicy | None = None) -> FitResult:
     device = torch.device(config.device)
     # the data move once per cell (a no-op when the caller already moved them)
     flow.to(device)
@@ -238,9 +246,11 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
         compiled = reason is None
         if reason is not None:
             warn_eager(reason)
+    resumed = checkpoint.load() if checkpoint is not None else None
     history: list[dict[str, float]] = []
     first_eval = time.perf_counter()
-    best_val, best_step = evaluate_nll(flow, val, config.eval_batch_size, val_seed), 0
+    best_val, best_step = (evaluate_nll(flow, val, config.eval_batch_size, val_seed)
+                           if resumed is None else math.nan), 0
     first_eval_seconds = time.perf_counter() - first_eval
     best_state = copy.deepcopy(flow.state_dict())
     history.append({"step": 0, "train_nll": float("nan"), "val_nll": best_val, "lr": config.lr})
@@ -249,16 +259,49 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
     order, cursor = torch.randperm(train.shape[0], generator=generator).to(device), 0
     running, running_count, step, train_seconds = 0.0, 0, 0, 0.0
     step_seconds: list[float] = []
-    bar = tqdm(total=config.steps, desc=description, leave=False, disable=not progress,
-               dynamic_ncols=True)
+    resumed_from_step = resumed["step"] if resumed is not None else 0
+    elapsed, saving_seconds = 0.0, 0.0  # loop seconds of earlier sessions; checkpoint writes
+
+    def training_state() -> dict[str, Any]:
+        """Everything the loop needs to go on exactly as if it had not stopped."""
+        return {"flow": flow.state_dict(), "optimizer": optimiser.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "noise": noise.get_state(), "rng": rng_state(), "step": step,
+                "cursor": cursor, "order": order.cpu(), "best_state": best_state,
+                "best_val": best_val, "best_step": best_step,
+                "evals_since_best": evals_since_best, "running": running,
+                "running_count": running_count, "history": history,
+                "step_seconds": step_seconds, "eval_seconds": eval_seconds,
+                "first_eval_seconds": first_eval_seconds, "saving_seconds": saving_seconds,
+                "elapsed": time.perf_counter() - start}
+
+    if resumed is not None:
+        flow.load_state_dict(resumed["flow"])
+        optimiser.optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        generator.set_state(resumed["generator"])
+        noise.set_state(resumed["noise"])  # the same generator on the CPU
+        set_rng_state(resumed["rng"])
+        order = resumed["order"].to(order.device)
+        (step, cursor, best_state, best_val, best_step, evals_since_best, running, running_count,
+         history, step_seconds, eval_seconds, first_eval_seconds, saving_seconds, elapsed) = (
+            resumed[key] for key in (
+                "step", "cursor", "best_state", "best_val", "best_step", "evals_since_best",
+                "running", "running_count", "history", "step_seconds", "eval_seconds",
+                "first_eval_seconds", "saving_seconds", "elapsed"))
+    bar = tqdm(total=config.steps, initial=step, desc=description, leave=False,
+               disable=not progress, dynamic_ncols=True)
+    if checkpoint is not None:
+        checkpoint.begin()
     try:
         if not math.isfinite(best_val):
             return FitResult("diverged", 0, 0, float("nan"), 0.0, 0, config.batch_size,
                              history=history,
                              message="validation NLL is not finite at initialisation")
-        start = time.perf_counter()
+        start = time.perf_counter() - elapsed
         deadline = start + timeout if timeout is not None else float("inf")
-        for step in range(1, config.steps + 1):
+        first_step = step + 1
+        for step in range(first_step, config.steps + 1):
             step_start = time.perf_counter()
             if step_start > deadline:
                 status = "timeout"
@@ -274,7 +317,7 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
                                            device=device)
             cursor += config.batch_size
 
-            if compiled and step == 1:
+            if compiled and step == first_step:
                 loss, log_prob, compiled = _first_compiled_step(flow, log_prob, batch, optimiser)
             else:
                 loss = _loss_and_gradients(log_prob, batch, optimiser)
@@ -315,14 +358,19 @@ def _fit(flow: Flow, train: Tensor, val: Tensor, config: TrainConfig, seed: int,
                 if config.patience and evals_since_best >= config.patience:
                     message = f"early stop at step {step}: no improvement since step {best_step}"
                     break
-        train_seconds = time.perf_counter() - start - eval_seconds
+            if checkpoint is not None:
+                saving_seconds += checkpoint.after_step(training_state)
+        train_seconds = time.perf_counter() - start - eval_seconds - saving_seconds
     finally:
         bar.close()
+        if checkpoint is not None:
+            checkpoint.end()
     flow.load_state_dict(best_state)
     flow.eval()
     return FitResult(status, step, best_step, best_val, train_seconds,
                      step * config.batch_size, config.batch_size, _after_warmup(step_seconds),
-                     history, message, compiled, first_eval_seconds + eval_seconds)
+                     history, message, compiled, first_eval_seconds + eval_seconds,
+                     resumed_from_step)
 
 
 def _loss_and_gradients(log_prob: Callable[[Tensor], Tensor], batch: Tensor,

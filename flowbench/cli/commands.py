@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -133,6 +134,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError("--scheduler is for --backend dask")
     if getattr(args, "cell_timeout", None) is not None and args.cell_timeout <= 0:
         raise UsageError(f"--cell-timeout must be positive, got {args.cell_timeout}")
+    every = getattr(args, "checkpoint_every", 0.0)
+    if not (math.isfinite(every) and every >= 0):
+        raise UsageError(f"--checkpoint-every must be >= 0 minutes (0: never), got {every}")
     if getattr(args, "trials", 1) < 1:
         raise UsageError(f"--trials must be >= 1, got {args.trials}")
     if getattr(args, "storage", None) and args.command == "run" and not args.tuned:
@@ -185,7 +189,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
             compile=args.compile, backend=args.backend, scheduler=args.scheduler,
             cell_timeout=args.cell_timeout, registry=registry, say=message,
             device=args.device, precision=args.precision,
-            on_record=on_record,
+            on_record=on_record, checkpoint_every=args.checkpoint_every,
             progress=not bar.disable and (args.jobs or default_jobs()) == 1, started=STARTED)
     finally:
         bar.close()

@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "differs in the last bits; falls back to eager with a message where "
                           "compilation is unavailable)")
     _execution(run)
+    run.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MINUTES",
+                     help="save a training cell's full state to RUN/checkpoints/ this often "
+                          "(default 10; 0: never) and at Ctrl-C; running the same command "
+                          "again continues the cell from it, with exactly the numbers of an "
+                          "uninterrupted run. Not part of a cell's settings. With --backend "
+                          "dask a cell resumes on another worker only if the run folder is on a "
+                          "filesystem shared with it; otherwise it starts over there")
     _device(run)
     run.add_argument("--threads", type=int, default=1,
                      help="torch threads per cell (default 1: tiny models gain nothing from "
@@ -158,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "spaces and the suite's training space, pruning on validation NLL during "
                     "training; the test split is never used. Re-running continues the studies "
                     "up to --trials finished trials each; several tuners (on one or many "
-                    "machines) can share one --storage.",
+                    "machines) can share one --storage. Trials are not checkpointed (unlike "
+                    "`run`'s cells): Ctrl-C fails the trials in flight.",
     )
     _common(tune, suppress=True)
     tune.add_argument("--suite", required=True,
