@@ -17,10 +17,8 @@ install :func:`worker_interrupt` instead: their parent signals them when it is i
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -29,6 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from .atomic import write_atomic
 
 #: bumped when the saved state's layout changes; another version is not resumed
 FORMAT = 1
@@ -152,19 +152,9 @@ def _deferred_interrupt(signum: int, frame: Any) -> None:
 
 
 def _write_atomic(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``. Only the
-    checkpoint folder is created, never the run folder above it (which must exist here)."""
-    path.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` atomically (``flowbench.atomic``). Only the checkpoint folder is
+    created, never the run folder above it (which must exist here)."""
+    write_atomic(path, lambda handle: torch.save(state, handle), parents=False)
 
 
 def rng_state() -> dict[str, Any]:

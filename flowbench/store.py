@@ -29,14 +29,14 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
+from .atomic import write_atomic
 from .runlock import RunLock
 
 CONFIG, METADATA, RECORDS, TABLE, MODELS, REPORT = (
@@ -88,32 +88,6 @@ def jsonable(value: Any) -> Any:
 def dumps(value: Any, **options: Any) -> str:
     """JSON text of ``value`` as flowbench writes it (NaN as null, sets sorted)."""
     return json.dumps(jsonable(value), default=_json_default, allow_nan=False, **options)
-
-
-def write_atomic(path: Path, data: str | bytes | Callable[[BinaryIO], Any]) -> Path:
-    """Write ``data`` to ``path`` so readers see either the old or the new file, never half: a
-    hidden temporary file in the same folder (``.<name>.<random>.tmp``), fsync'ed, then renamed
-    over ``path``. ``data`` is text, bytes, or a function that writes to a binary handle (e.g. a
-    figure's ``savefig``); the temporary file is removed if writing fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if callable(data):
-                data(handle)
-            else:
-                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_json(path: Path, what: str, remedy: str) -> Any:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).parents[1] / "flowbench"
 
 #: each module prefix and its layer; a module may import only from its layer or below
 LAYERS = {
-    "flowbench.layers": 0, "flowbench.flat": 0,
+    "flowbench.layers": 0, "flowbench.flat": 0, "flowbench.atomic": 0,
     "flowbench.distributions": 1, "flowbench.flow": 1,
     "flowbench.specs": 2, "flowbench.hookspecs": 2, "flowbench.registry": 2,
     "flowbench.device": 2,
