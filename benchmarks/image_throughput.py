@@ -26,10 +26,9 @@ import torch
 import flowbench
 from flowbench.data.preprocessing import preprocessing_for
 from flowbench.device import resolve_device
-from flowbench.layers.precision import conditioner_precision
 from flowbench.measure import time_call
 from flowbench.specs import TrainConfig
-from flowbench.train import adam
+from flowbench.train import adam, arithmetic
 
 
 def suite_cells(suite: str) -> list[dict]:
@@ -70,8 +69,6 @@ def measure(cell: dict, device: str, precision: str, repeats: int) -> dict:
     """Images/s of a training step, ``log_prob`` and ``sample``, and the step's peak memory."""
     flow, x = build(cell, device)
     optimiser = adam(flow, 1e-4)
-    dtype = torch.bfloat16 if precision == "bf16" else None
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
     def step() -> None:
         loss = -flow.log_prob(x).mean()
@@ -80,7 +77,7 @@ def measure(cell: dict, device: str, precision: str, repeats: int) -> dict:
         optimiser.step()
 
     generator = torch.Generator().manual_seed(0)
-    with conditioner_precision(dtype):
+    with arithmetic(TrainConfig(device=device, precision=precision)):  # as fit trains
         flow.train()
         peak = peak_step_mib(step, device)  # the first step: activations, gradients, Adam state
         saved = saved_mib(flow, x)

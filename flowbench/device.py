@@ -107,14 +107,6 @@ def describe(device: str) -> str:
     return "CPU"
 
 
-def precision_context(precision: str,
-                      device: str | torch.device) -> contextlib.AbstractContextManager:
-    """The autocast region for the conditioner networks (``bf16``), else a no-op."""
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
 @contextlib.contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
     """TensorFloat-32 for CUDA matmuls and convolutions while training (``tf32``), restored
@@ -139,5 +131,5 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 __all__ = ["DEVICE_CHOICES", "DeviceError", "available_devices", "check_precision", "describe",
-           "is_out_of_memory", "matmul_precision", "precision_context", "resolve_device",
+           "is_out_of_memory", "matmul_precision", "resolve_device",
            "supported_precisions"]

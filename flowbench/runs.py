@@ -188,14 +188,16 @@ def device_choice(plan: RunPlan, requested: str) -> dict[str, Any]:
     device = plan.train.get("device", "cpu")
     precision = plan.train.get("precision", "fp32")
     why = f" (--device {requested} chose it)" if requested == "auto" else ""
-    return {"device": device, "device_requested": requested, "device_name": describe(device),
+    name = describe(device)
+    return {"device": device, "device_requested": requested, "device_name": name,
             "precision": precision,
-            "device_line": f"on {device} [{describe(device)}]{why}, precision {precision}"}
+            "device_line": f"on {device} [{name}]{why}, precision {precision}"}
 
 
 def _tuned(plan: RunPlan, registry: Registry, storage: str, steps: int | None, measure: bool,
-           compile: bool, device: str | None, precision: str | None) -> RunPlan:
-    """The plan with every cell's settings replaced by its study's best trial."""
+           compile: bool, precision: str | None) -> RunPlan:
+    """The plan with every cell's settings replaced by its study's best trial (on the plan's
+    device, already resolved)."""
     combos = list(dict.fromkeys((c.dataset, c.flow, c.base) for c in plan.cells))
     best = best_settings(storage, plan.suite, combos)
     tuned = plan_run(registry, plan.suite, list(plan.datasets), list(plan.flows),
@@ -253,7 +255,7 @@ def run_suite(
                     device_here=backend != "dask")
     if tuned:
         storage = check_storage(storage or default_storage(Path(results_dir), plan.suite))
-        plan = _tuned(plan, registry, storage, steps, measure, compile, device, precision)
+        plan = _tuned(plan, registry, storage, steps, measure, compile, precision)
     elif storage:
         raise PlanError("a storage is only used by tuned runs (and by tuning)")
     _check_datasets(registry, plan)
