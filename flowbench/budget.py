@@ -44,6 +44,13 @@ class BudgetLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether holding this lock shuts out every other worker of the study (false for
+        databases with no lock, where it does nothing)."""
+        return not is_database(self.storage) or \
+            self.storage.startswith(("sqlite", "postgresql", "mysql"))
+
     def acquire(self) -> None:
         if not is_database(self.storage) or self.storage.startswith("sqlite"):
             self._release = _file_lock(self._lock_path())

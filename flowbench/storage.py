@@ -182,11 +182,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_abandoned_trials(study: Any, storage: Any, wait: float = 3.0) -> list[int]:
+def fail_abandoned_trials(study: Any, storage: Any, wait: float = 3.0,
+                          budget_locked: bool = False) -> list[int]:
     """Mark ``FAIL`` every trial still ``RUNNING`` whose process is gone: a process of this
     machine that no longer exists (after waiting up to ``wait`` seconds for one that is still
     exiting), or one that never said who runs it a minute after it started. On database
     storages, Optuna's heartbeat also fails those of other machines after the grace period.
+
+    ``budget_locked``: the caller holds the study's :class:`~flowbench.budget.BudgetLock`, under
+    which every trial is both created and named, so a nameless trial cannot belong to a live
+    process (it was killed in between) and is failed at once, not after a minute.
     Returns the numbers of the trials failed."""
     import optuna
     from optuna.trial import TrialState
@@ -203,8 +208,9 @@ def fail_abandoned_trials(study: Any, storage: Any, wait: float = 3.0) -> list[i
                 time.sleep(0.1)
             if _alive(int(pid)):
                 continue
-        elif worker or trial.datetime_start is None or \
-                datetime.now() - trial.datetime_start < timedelta(minutes=1):
+        elif worker or (not budget_locked and (
+                trial.datetime_start is None or
+                datetime.now() - trial.datetime_start < timedelta(minutes=1))):
             continue
         abandoned.append(trial)
     for trial in abandoned:

@@ -35,7 +35,7 @@ from .budget import BudgetLock
 from .cell import cached_dataset, worker_registry
 from .plan import Cell, RunPlan
 from .pruners import make_pruner
-from .storage import WORKER_ATTR, open_storage, shown
+from .storage import WORKER_ATTR, fail_abandoned_trials, open_storage, shown
 from .train import TrainConfig, fit
 
 PREFIXES = ("flow.", "base.", "train.")
@@ -158,9 +158,10 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
     lock = BudgetLock(task.storage, task.name)
 
     def objective(trial: optuna.Trial) -> float:
+        # named before the lock goes: a nameless RUNNING trial seen under the lock is orphaned
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         lock.release()  # this trial exists now: other workers may take theirs
         shape = dataset.event_shape
-        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         flow_hparams = {**cell.flow_hparams,
                         **suggest(flow_spec.search_space, _Prefixed(trial, "flow."), shape)}
         base_hparams = {**cell.base_hparams,
@@ -197,6 +198,9 @@ def run_study(task: StudyTask, threads: int = 1) -> dict[str, Any]:
             # count and take the next trial under the study's lock: never one over the budget
             lock.acquire()
             try:
+                # trials whose process died (a kill between creating and naming one included)
+                # count as failed, not as running forever
+                fail_abandoned_trials(study, storage, wait=0.0, budget_locked=lock.exclusive)
                 taken = sum(t.state in COUNTED for t in study.get_trials(deepcopy=False))
                 if taken >= task.trials:
                     break

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -443,3 +444,30 @@ def test_kill_during_tuning_then_rerun_ends_at_exactly_the_trials(tmp_path: Path
                    for t in failed)
         interrupted += len(failed)
     assert interrupted >= 1
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_trial_killed_before_it_was_named_is_failed(tmp_path: Path, kind: str) -> None:
+    """A kill between Optuna creating a trial and flowbench naming its process leaves a nameless
+    RUNNING trial. The next worker, under the study's budget lock, knows no live process can be
+    naming it and fails it; a failed trial counts against the budget as a kill's always has (it
+    used to stay RUNNING for good, and tuning reported a study with a trial still running)."""
+    from flowbench.tune import run_study, study_tasks
+
+    storage = str(tmp_path / "t.journal") if kind == "journal" else \
+        f"sqlite:///{tmp_path / 't.db'}"
+    plan = plan_run(flowbench.load_registry(), "smoke", datasets=["two_moons"], flows=["nice"],
+                    bases=["normal"], steps=20)
+    (task,) = study_tasks(plan, storage, trials=2, pruner="none")
+    study = optuna.create_study(study_name=task.name, storage=open_storage(storage, create=True),
+                                direction="minimize")
+    with warnings.catch_warnings():  # Optuna: heartbeats are meant for Study.optimize
+        warnings.simplefilter("ignore", UserWarning)
+        orphan = study.ask()  # created, never named: its process was killed in between
+    summary = run_study(task)
+    assert (summary["trials"], summary["complete"], summary["failed"], summary["running"]) == \
+        (2, 1, 1, 0)
+    trials = optuna.load_study(study_name=task.name, storage=open_storage(storage)).trials
+    assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    assert trials[orphan.number].user_attrs["failed_because"] == \
+        "its process ended before the trial finished"
