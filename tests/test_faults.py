@@ -292,7 +292,10 @@ def test_kill_while_the_report_is_written_leaves_no_half_file(tmp_path: Path) ->
         process.send_signal(how)
         _, stderr = process.communicate(timeout=60)
         if how == signal.SIGINT and process.returncode != 0:  # interrupted, not finished first
-            assert process.returncode == 130 and "Traceback" not in stderr, stderr
+            # -SIGINT: the signal landed after the report was written, while the interpreter
+            # shut down with the OS default handler back in place (a shell shows 130 too)
+            assert process.returncode in (130, -signal.SIGINT), stderr
+            assert "Traceback" not in stderr, stderr
         for path in [*out.glob("report.*"), *out.glob("figures/*"), *out.glob("tables/*")]:
             if not path.name.startswith("."):
                 assert _whole(path), (delay, path)

@@ -70,6 +70,9 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
+    except KeyboardInterrupt:  # anywhere: parsing and loading plugins too
+        say("interrupted")
+        return EXIT_INTERRUPTED
     finally:
         # everything alive now lives until the interpreter ends: frozen, the collector skips it
         # at shutdown, which otherwise takes about a second once torch and pandas are loaded
@@ -90,9 +93,6 @@ def _main(argv: Sequence[str] | None) -> int:
             warnings.showwarning = _show_warning
             registry = commands.load_plugins(args)
             return handler(args, registry)
-    except KeyboardInterrupt:
-        say("interrupted")
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
