@@ -168,6 +168,22 @@ def _steps_text(steps: dict[str, tuple[int, int]]) -> str:
     return ", ".join(f"{flow} {count}" for flow, (count, _) in steps.items())
 
 
+def _small_suite(dataset: str, flows: tuple[str, ...], steps: dict[str, tuple[int, int]],
+                 flow_hparams: dict, preprocessing: dict, timing: str, bases: tuple[str, ...],
+                 flow_bases: dict | None = None) -> SuiteSpec:
+    """A paper suite scaled down for a 2-core CPU: one seed, the per-flow ``steps``, and
+    notes that say so."""
+    return SuiteSpec(
+        name=f"{dataset}-small",
+        description=f"the {dataset} suite scaled down for a 2-core CPU (about an hour), 1 seed",
+        datasets=(dataset,), flows=flows, bases=bases, flow_bases=flow_bases or {}, seeds=(0,),
+        train=SMALL_EVAL,
+        flow_train={f: _small_train(dataset, f, steps) for f in flows},
+        flow_hparams=flow_hparams, flow_preprocessing=preprocessing, measure=SMALL_MEASURE,
+        notes=SMALL_NOTES.format(steps=_steps_text(steps), timing=timing),
+    )
+
+
 def suites() -> list[SuiteSpec]:
     """``mnist``, ``cifar10`` (papers' sizes, for a GPU) and ``mnist-small``, ``cifar10-small``."""
     mnist_flows = ("nice", "realnvp", "glow")
@@ -197,27 +213,8 @@ def suites() -> list[SuiteSpec]:
             flow_hparams={"realnvp": REALNVP_PAPER, "glow": GLOW_CIFAR},
             flow_preprocessing=cifar_data, measure=MEASURE, notes=CIFAR_NOTES,
         ),
-        SuiteSpec(
-            name="mnist-small",
-            description="the mnist suite scaled down for a 2-core CPU (about an hour), 1 seed",
-            datasets=("mnist",), flows=mnist_flows, bases=("normal", "logistic"),
-            flow_bases=bases, seeds=(0,),
-            train=SMALL_EVAL,
-            flow_train={f: _small_train("mnist", f, MNIST_SMALL_STEPS) for f in mnist_flows},
-            flow_hparams=MNIST_SMALL_FLOWS, flow_preprocessing=nice_data,
-            measure=SMALL_MEASURE,
-            notes=SMALL_NOTES.format(steps=_steps_text(MNIST_SMALL_STEPS),
-                                     timing=MNIST_SMALL_TIMING),
-        ),
-        SuiteSpec(
-            name="cifar10-small",
-            description="the cifar10 suite scaled down for a 2-core CPU (about an hour), 1 seed",
-            datasets=("cifar10",), flows=cifar_flows, bases=("normal",), seeds=(0,),
-            train=SMALL_EVAL,
-            flow_train={f: _small_train("cifar10", f, CIFAR_SMALL_STEPS) for f in cifar_flows},
-            flow_hparams=CIFAR_SMALL_FLOWS, flow_preprocessing=cifar_data,
-            measure=SMALL_MEASURE,
-            notes=SMALL_NOTES.format(steps=_steps_text(CIFAR_SMALL_STEPS),
-                                     timing=CIFAR_SMALL_TIMING),
-        ),
+        _small_suite("mnist", mnist_flows, MNIST_SMALL_STEPS, MNIST_SMALL_FLOWS, nice_data,
+                     MNIST_SMALL_TIMING, bases=("normal", "logistic"), flow_bases=bases),
+        _small_suite("cifar10", cifar_flows, CIFAR_SMALL_STEPS, CIFAR_SMALL_FLOWS, cifar_data,
+                     CIFAR_SMALL_TIMING, bases=("normal",)),
     ]
